@@ -1,0 +1,403 @@
+//! gRPC length-prefixed frames.
+//!
+//! Every message of gRPC, gRPC-Web (binary) and weir's WebTransport mapping travels as one
+//! frame: a flags byte, a 4-byte big-endian length, then that many bytes of payload
+//! ([gRPC over HTTP/2, "Length-Prefixed-Message"][spec]). gRPC-Web adds one flag: bit 7 (`0x80`)
+//! marks the trailer block at the end of a response body ([gRPC-Web protocol][web]).
+//!
+//! [`FrameDecoder`] is incremental: feed it the body in whatever chunks the transport delivers,
+//! and it yields whole frames. The length is checked against the configured maximum as soon as
+//! the 5-byte header is complete, *before* any of the payload is buffered, so a peer cannot make
+//! the decoder allocate more than the limit.
+//!
+//! [spec]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-HTTP2.md
+//! [web]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Length of the frame header: one flags byte and a 4-byte big-endian length.
+pub const HEADER_LEN: usize = 5;
+
+/// Flag bit 0: the payload is compressed with the call's `grpc-encoding`.
+pub const FLAG_COMPRESSED: u8 = 0x01;
+/// Flag bit 7: the frame carries the gRPC-Web trailer block, not a message.
+pub const FLAG_TRAILERS: u8 = 0x80;
+
+/// What a frame carries, from its flags byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A message (possibly compressed; see [`Frame::is_compressed`]).
+    Message,
+    /// The gRPC-Web trailer block (`0x80`).
+    Trailers,
+}
+
+/// One decoded frame: its flags byte and its payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Frame {
+    flags: u8,
+    payload: Bytes,
+}
+
+impl Frame {
+    /// A frame with the given flags byte and payload.
+    pub fn new(flags: u8, payload: Bytes) -> Self {
+        Frame { flags, payload }
+    }
+
+    /// The raw flags byte.
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// Whether this frame is a message or the trailer block.
+    pub fn kind(&self) -> FrameKind {
+        if self.flags & FLAG_TRAILERS != 0 {
+            FrameKind::Trailers
+        } else {
+            FrameKind::Message
+        }
+    }
+
+    /// Whether the compressed bit is set.
+    pub fn is_compressed(&self) -> bool {
+        self.flags & FLAG_COMPRESSED != 0
+    }
+
+    /// The payload, without the 5-byte header.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Takes the payload out of the frame.
+    pub fn into_payload(self) -> Bytes {
+        self.payload
+    }
+
+    /// The frame as it goes on the wire: header followed by payload.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
+        encode_header(self.flags, self.payload.len(), &mut out);
+        out.extend_from_slice(&self.payload);
+        out.freeze()
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("flags", &format_args!("{:#04x}", self.flags))
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+/// Writes a frame header for a payload of `len` bytes.
+///
+/// # Panics
+/// If `len` does not fit in 32 bits; gRPC cannot express such a frame, and every limit in weir
+/// is far below it.
+pub fn encode_header(flags: u8, len: usize, dst: &mut BytesMut) {
+    let len = u32::try_from(len).unwrap_or_else(|_| panic!("frame of {len} bytes exceeds 4 GiB"));
+    dst.reserve(HEADER_LEN);
+    dst.put_u8(flags);
+    dst.put_u32(len);
+}
+
+/// Encodes an uncompressed message frame.
+pub fn encode_message(payload: &[u8]) -> Bytes {
+    Frame::new(0, Bytes::copy_from_slice(payload)).encode()
+}
+
+/// Why a byte stream is not a valid sequence of frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// A frame announced a payload larger than the decoder's limit.
+    TooLarge {
+        /// The announced payload length.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The stream ended inside a frame.
+    Truncated {
+        /// Bytes of the incomplete frame that were received.
+        received: usize,
+        /// Bytes the frame needed (header and payload), when the header was complete.
+        expected: Option<usize>,
+    },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len, limit } => write!(
+                f,
+                "message of {len} bytes exceeds the {limit}-byte limit (max_message_size)"
+            ),
+            FrameError::Truncated {
+                received,
+                expected: Some(expected),
+            } => write!(
+                f,
+                "stream ended inside a frame: {received} of {expected} bytes received"
+            ),
+            FrameError::Truncated {
+                received,
+                expected: None,
+            } => write!(
+                f,
+                "stream ended inside a frame header: {received} of {HEADER_LEN} bytes received"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Incremental decoder of length-prefixed frames.
+///
+/// Chunks are kept as they arrive ([`Bytes`] are reference counted), so a frame that lies
+/// within one chunk is handed out as a slice of it without copying; only a frame that spans
+/// chunks is gathered into a new buffer.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    max_message_size: usize,
+    header: Option<(u8, usize)>,
+}
+
+impl FrameDecoder {
+    /// A decoder that refuses payloads longer than `max_message_size` bytes.
+    pub fn new(max_message_size: usize) -> Self {
+        FrameDecoder {
+            chunks: VecDeque::new(),
+            buffered: 0,
+            max_message_size,
+            header: None,
+        }
+    }
+
+    /// The configured payload limit.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// Appends received bytes.
+    pub fn push(&mut self, chunk: Bytes) {
+        if !chunk.is_empty() {
+            self.buffered += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// Bytes received but not yet returned as part of a frame.
+    pub fn buffered(&self) -> usize {
+        self.buffered + if self.header.is_some() { HEADER_LEN } else { 0 }
+    }
+
+    /// Whether the decoder sits exactly on a frame boundary.
+    pub fn is_at_boundary(&self) -> bool {
+        self.buffered() == 0
+    }
+
+    /// Returns the next complete frame, `Ok(None)` if more bytes are needed.
+    ///
+    /// After an error the decoder's state is unspecified; the stream must be abandoned.
+    pub fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
+        let (flags, len) = match self.header {
+            Some(header) => header,
+            None => {
+                if self.buffered < HEADER_LEN {
+                    return Ok(None);
+                }
+                let mut head = self.take(HEADER_LEN);
+                let flags = head.get_u8();
+                let len = head.get_u32() as usize;
+                if len > self.max_message_size {
+                    return Err(FrameError::TooLarge {
+                        len,
+                        limit: self.max_message_size,
+                    });
+                }
+                self.header = Some((flags, len));
+                (flags, len)
+            }
+        };
+        if self.buffered < len {
+            return Ok(None);
+        }
+        self.header = None;
+        let payload = self.take(len);
+        Ok(Some(Frame::new(flags, payload)))
+    }
+
+    /// Checks that the stream ended on a frame boundary.
+    pub fn finish(&self) -> Result<(), FrameError> {
+        match self.header {
+            Some((_, len)) => Err(FrameError::Truncated {
+                received: HEADER_LEN + self.buffered,
+                expected: Some(HEADER_LEN + len),
+            }),
+            None if self.buffered > 0 => Err(FrameError::Truncated {
+                received: self.buffered,
+                expected: None,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes `n` buffered bytes (the caller checked that they are there).
+    fn take(&mut self, n: usize) -> Bytes {
+        self.buffered -= n;
+        if n == 0 {
+            return Bytes::new();
+        }
+        if let Some(front) = self.chunks.front_mut() {
+            if front.len() > n {
+                return front.split_to(n);
+            }
+            if front.len() == n {
+                return self.chunks.pop_front().unwrap_or_default();
+            }
+        }
+        let mut out = BytesMut::with_capacity(n);
+        while out.len() < n {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            let want = n - out.len();
+            if front.len() > want {
+                out.extend_from_slice(&front.split_to(want));
+            } else {
+                out.extend_from_slice(front);
+                self.chunks.pop_front();
+            }
+        }
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decode_all(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> Result<Vec<Frame>, FrameError> {
+        let mut frames = Vec::new();
+        for chunk in chunks {
+            decoder.push(Bytes::copy_from_slice(chunk));
+            while let Some(frame) = decoder.decode()? {
+                frames.push(frame);
+            }
+        }
+        decoder.finish()?;
+        Ok(frames)
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let mut wire = encode_message(b"abc").to_vec();
+        wire.extend_from_slice(&encode_message(b""));
+        wire.extend_from_slice(
+            &Frame::new(FLAG_TRAILERS, Bytes::from_static(b"x: y\r\n")).encode(),
+        );
+        let chunks: Vec<&[u8]> = wire.chunks(1).collect();
+        let frames = decode_all(&mut FrameDecoder::new(100), &chunks).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0].payload(), &b"abc"[..]);
+        assert_eq!(frames[0].kind(), FrameKind::Message);
+        assert_eq!(frames[1].payload().len(), 0);
+        assert_eq!(frames[2].kind(), FrameKind::Trailers);
+    }
+
+    #[test]
+    fn compressed_flag() {
+        let wire = Frame::new(FLAG_COMPRESSED, Bytes::from_static(b"z")).encode();
+        let frames = decode_all(&mut FrameDecoder::new(10), &[&wire]).unwrap();
+        assert!(frames[0].is_compressed());
+        assert_eq!(frames[0].kind(), FrameKind::Message);
+    }
+
+    #[test]
+    fn limit_checked_before_payload_arrives() {
+        let mut decoder = FrameDecoder::new(4);
+        // Only the header: the limit must trip without waiting for the payload.
+        decoder.push(Bytes::from_static(&[0, 0, 0, 0, 5]));
+        assert_eq!(
+            decoder.decode(),
+            Err(FrameError::TooLarge { len: 5, limit: 4 })
+        );
+        // A limit-sized message is fine.
+        let mut decoder = FrameDecoder::new(4);
+        assert!(decode_all(&mut decoder, &[&encode_message(b"1234")]).is_ok());
+    }
+
+    #[test]
+    fn huge_announced_length_does_not_allocate() {
+        let mut decoder = FrameDecoder::new(4 * 1024 * 1024);
+        decoder.push(Bytes::from_static(&[0, 0xff, 0xff, 0xff, 0xff]));
+        assert!(matches!(decoder.decode(), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn truncation_is_reported() {
+        let wire = encode_message(b"hello");
+        let mut decoder = FrameDecoder::new(100);
+        decoder.push(wire.slice(..3));
+        assert_eq!(decoder.decode(), Ok(None));
+        assert_eq!(
+            decoder.finish(),
+            Err(FrameError::Truncated {
+                received: 3,
+                expected: None
+            })
+        );
+        decoder.push(wire.slice(3..7));
+        assert_eq!(decoder.decode(), Ok(None));
+        assert_eq!(
+            decoder.finish(),
+            Err(FrameError::Truncated {
+                received: 7,
+                expected: Some(10)
+            })
+        );
+    }
+
+    #[test]
+    fn frame_within_one_chunk_is_not_copied() {
+        let wire = encode_message(b"zero-copy");
+        let mut decoder = FrameDecoder::new(100);
+        decoder.push(wire.clone());
+        let frame = decoder.decode().unwrap().unwrap();
+        assert_eq!(frame.payload().as_ptr(), wire[HEADER_LEN..].as_ptr());
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_gives_the_same_frames(
+            messages in proptest::collection::vec((any::<u8>(), proptest::collection::vec(any::<u8>(), 0..300)), 0..8),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut wire = Vec::new();
+            for (flags, payload) in &messages {
+                wire.extend_from_slice(&Frame::new(*flags, Bytes::copy_from_slice(payload)).encode());
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.push(0);
+            points.push(wire.len());
+            points.sort_unstable();
+            let chunks: Vec<&[u8]> = points.windows(2).map(|w| &wire[w[0]..w[1]]).collect();
+            let frames = decode_all(&mut FrameDecoder::new(1000), &chunks).unwrap();
+            prop_assert_eq!(frames.len(), messages.len());
+            for (frame, (flags, payload)) in frames.iter().zip(&messages) {
+                prop_assert_eq!(frame.flags(), *flags);
+                prop_assert_eq!(&frame.payload()[..], &payload[..]);
+            }
+        }
+    }
+}
