@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Length of the frame header: one flags byte and a 4-byte big-endian length.
 pub const HEADER_LEN: usize = 5;
@@ -35,17 +35,36 @@ pub enum FrameKind {
     Trailers,
 }
 
-/// One decoded frame: its flags byte and its payload.
+/// One decoded frame: its flags byte and its payload, and the bytes it arrived as.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Frame {
     flags: u8,
     payload: Bytes,
+    /// Header and payload as on the wire, kept so that splicing a frame costs no copy.
+    wire: Bytes,
 }
 
 impl Frame {
     /// A frame with the given flags byte and payload.
     pub fn new(flags: u8, payload: Bytes) -> Self {
-        Frame { flags, payload }
+        let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
+        encode_header(flags, payload.len(), &mut out);
+        out.extend_from_slice(&payload);
+        let wire = out.freeze();
+        Frame {
+            flags,
+            payload: wire.slice(HEADER_LEN..),
+            wire,
+        }
+    }
+
+    /// A frame from its wire bytes; the caller checked that they hold exactly one frame.
+    fn from_wire(wire: Bytes) -> Self {
+        Frame {
+            flags: wire[0],
+            payload: wire.slice(HEADER_LEN..),
+            wire,
+        }
     }
 
     /// The raw flags byte.
@@ -77,12 +96,14 @@ impl Frame {
         self.payload
     }
 
-    /// The frame as it goes on the wire: header followed by payload.
+    /// The frame as it goes on the wire: header followed by payload (no copy).
     pub fn encode(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(HEADER_LEN + self.payload.len());
-        encode_header(self.flags, self.payload.len(), &mut out);
-        out.extend_from_slice(&self.payload);
-        out.freeze()
+        self.wire.clone()
+    }
+
+    /// Takes the wire bytes out of the frame.
+    pub fn into_wire(self) -> Bytes {
+        self.wire
     }
 }
 
@@ -168,7 +189,8 @@ pub struct FrameDecoder {
     chunks: VecDeque<Bytes>,
     buffered: usize,
     max_message_size: usize,
-    header: Option<(u8, usize)>,
+    /// Payload length of the frame whose header has been checked, while its bytes arrive.
+    header: Option<usize>,
 }
 
 impl FrameDecoder {
@@ -197,7 +219,7 @@ impl FrameDecoder {
 
     /// Bytes received but not yet returned as part of a frame.
     pub fn buffered(&self) -> usize {
-        self.buffered + if self.header.is_some() { HEADER_LEN } else { 0 }
+        self.buffered
     }
 
     /// Whether the decoder sits exactly on a frame boundary.
@@ -209,38 +231,37 @@ impl FrameDecoder {
     ///
     /// After an error the decoder's state is unspecified; the stream must be abandoned.
     pub fn decode(&mut self) -> Result<Option<Frame>, FrameError> {
-        let (flags, len) = match self.header {
-            Some(header) => header,
+        let len = match self.header {
+            Some(len) => len,
             None => {
                 if self.buffered < HEADER_LEN {
                     return Ok(None);
                 }
-                let mut head = self.take(HEADER_LEN);
-                let flags = head.get_u8();
-                let len = head.get_u32() as usize;
+                let mut head = [0u8; HEADER_LEN];
+                self.peek(&mut head);
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
                 if len > self.max_message_size {
                     return Err(FrameError::TooLarge {
                         len,
                         limit: self.max_message_size,
                     });
                 }
-                self.header = Some((flags, len));
-                (flags, len)
+                self.header = Some(len);
+                len
             }
         };
-        if self.buffered < len {
+        if self.buffered < HEADER_LEN + len {
             return Ok(None);
         }
         self.header = None;
-        let payload = self.take(len);
-        Ok(Some(Frame::new(flags, payload)))
+        Ok(Some(Frame::from_wire(self.take(HEADER_LEN + len))))
     }
 
     /// Checks that the stream ended on a frame boundary.
     pub fn finish(&self) -> Result<(), FrameError> {
         match self.header {
-            Some((_, len)) => Err(FrameError::Truncated {
-                received: HEADER_LEN + self.buffered,
+            Some(len) => Err(FrameError::Truncated {
+                received: self.buffered,
                 expected: Some(HEADER_LEN + len),
             }),
             None if self.buffered > 0 => Err(FrameError::Truncated {
@@ -248,6 +269,19 @@ impl FrameDecoder {
                 expected: None,
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Copies the first `dst.len()` buffered bytes without consuming them.
+    fn peek(&self, dst: &mut [u8]) {
+        let mut filled = 0;
+        for chunk in &self.chunks {
+            let n = chunk.len().min(dst.len() - filled);
+            dst[filled..filled + n].copy_from_slice(&chunk[..n]);
+            filled += n;
+            if filled == dst.len() {
+                break;
+            }
         }
     }
 
@@ -375,6 +409,7 @@ mod tests {
         decoder.push(wire.clone());
         let frame = decoder.decode().unwrap().unwrap();
         assert_eq!(frame.payload().as_ptr(), wire[HEADER_LEN..].as_ptr());
+        assert_eq!(frame.encode().as_ptr(), wire.as_ptr());
     }
 
     proptest! {
