@@ -1,0 +1,239 @@
+//! Response side: a native gRPC response becomes a gRPC-Web one.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap};
+use http::{Response, StatusCode};
+use http_body::{Body, Frame};
+use tokio::time::Sleep;
+use weir_codec::Code;
+use weir_codec::content_type::ContentType;
+use weir_codec::frame::FrameDecoder;
+use weir_codec::{text, trailers};
+
+use super::{CallFailure, Spliced};
+use crate::Status;
+use crate::body::{self, BoxBody, BoxError};
+
+/// How the client wants its response encoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoding {
+    pub(crate) content_type: ContentType,
+}
+
+impl Encoding {
+    fn encode(&self, wire: Bytes) -> Bytes {
+        if self.content_type.is_text() {
+            text::encode(&wire)
+        } else {
+            wire
+        }
+    }
+}
+
+/// A response that carries only a status, in its headers ("Trailers-Only").
+pub(crate) fn trailers_only(status: &Status, encoding: &Encoding) -> Response<BoxBody> {
+    let mut response = Response::new(body::empty());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, encoding.content_type.to_header_value());
+    status.write_headers(headers);
+    response
+}
+
+/// Translates the service's response head; the body is wrapped in [`ResponseBody`].
+pub(crate) fn translate<B>(
+    response: Response<B>,
+    encoding: Encoding,
+    failure: CallFailure,
+    max_message_size: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+) -> Response<BoxBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (mut parts, inner) = response.into_parts();
+    let is_grpc = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(ContentType::from_header)
+        .is_some();
+    if parts.status != StatusCode::OK || !is_grpc {
+        // Not a gRPC answer (a proxy's error page, a misrouted request): map the HTTP
+        // status as the gRPC specification does for clients.
+        if let Some(code) = parts
+            .headers
+            .get("grpc-status")
+            .and_then(|v| Code::from_header(v.as_bytes()))
+        {
+            let message = parts
+                .headers
+                .get("grpc-message")
+                .map(|m| weir_codec::status::decode_message(m.as_bytes()))
+                .unwrap_or_default();
+            return trailers_only(&Status::new(code, message), &encoding);
+        }
+        let status = Status::new(
+            Code::from_http_status(parts.status.as_u16()),
+            format!(
+                "the service answered HTTP {} without a gRPC status",
+                parts.status
+            ),
+        );
+        return trailers_only(&status, &encoding);
+    }
+
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts.headers.remove(header::CONNECTION);
+    parts.headers.remove(header::TRAILER);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        encoding.content_type.to_header_value(),
+    );
+    parts.version = http::Version::default();
+
+    if parts.headers.contains_key("grpc-status") {
+        // Trailers-Only: the status stays in the headers, where gRPC-Web clients look for
+        // it when the body is empty.
+        if let Some(status) = failure.get() {
+            status.write_headers(&mut parts.headers);
+        }
+        return Response::from_parts(parts, body::empty());
+    }
+
+    let body = ResponseBody {
+        inner: Some(body::boxed(inner)),
+        frames: FrameDecoder::new(max_message_size),
+        encoding,
+        failure,
+        deadline,
+    };
+    Response::from_parts(parts, body::boxed(body))
+}
+
+/// Forwards whole frames as the service produces them and ends with the trailer frame.
+pub(crate) struct ResponseBody {
+    /// The service's body; dropped as soon as the call ends, which cancels the service.
+    inner: Option<BoxBody>,
+    frames: FrameDecoder,
+    encoding: Encoding,
+    failure: CallFailure,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl ResponseBody {
+    /// Ends the call: `pending` frames, then the trailer frame.
+    fn finish(&mut self, pending: Option<Bytes>, mut trailers: HeaderMap) -> Bytes {
+        self.inner = None;
+        self.deadline = None;
+        if let Some(status) = self.failure.get() {
+            status.write_headers(&mut trailers);
+        }
+        let trailer_frame = trailers::encode_frame(&trailers);
+        let out = match pending {
+            Some(pending) => {
+                let mut out = BytesMut::with_capacity(pending.len() + trailer_frame.len());
+                out.extend_from_slice(&pending);
+                out.extend_from_slice(&trailer_frame);
+                out.freeze()
+            }
+            None => trailer_frame,
+        };
+        self.encoding.encode(out)
+    }
+
+    fn fail(&mut self, pending: Option<Bytes>, status: &Status) -> Bytes {
+        if status.code() != Code::Cancelled {
+            tracing::info!(code = %status.code(), message = status.message(), "gRPC-Web call failed");
+        }
+        self.finish(pending, status.to_headers())
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(deadline) = this.deadline.as_mut()
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded");
+                let out = this.fail(None, &status);
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
+            let frame = match Pin::new(inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(frame) => frame,
+            };
+            match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        this.frames.push(data);
+                        let mut spliced = Spliced::default();
+                        loop {
+                            match this.frames.decode() {
+                                Ok(Some(frame)) => spliced.push(frame.into_wire()),
+                                Ok(None) => break,
+                                Err(e) => {
+                                    let status = Status::from_response_frame_error(&e);
+                                    let out = this.fail(spliced.into_bytes(), &status);
+                                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                                }
+                            }
+                        }
+                        if let Some(wire) = spliced.into_bytes() {
+                            return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(wire)))));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers() {
+                            let status = match this.frames.finish() {
+                                Ok(()) => None,
+                                Err(e) => Some(Status::from_response_frame_error(&e)),
+                            };
+                            let out = match status {
+                                Some(status) => this.fail(None, &status),
+                                None => this.finish(None, trailers),
+                            };
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                    }
+                },
+                Some(Err(e)) => {
+                    let status = Status::from_response_body_error(&e.into());
+                    let out = this.fail(None, &status);
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                None => {
+                    // A body that ends without trailers must not look like success.
+                    let status = match this.frames.finish() {
+                        Err(e) => Status::from_response_frame_error(&e),
+                        Ok(()) => Status::new(
+                            Code::Internal,
+                            "the service ended its response without a status (no grpc-status trailer)",
+                        ),
+                    };
+                    let out = this.fail(None, &status);
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_none()
+    }
+}

@@ -1,0 +1,275 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body::Body;
+use tower_service::Service;
+use weir_codec::Code;
+use weir_codec::content_type::{ContentType, Protocol};
+use weir_codec::{metadata, timeout};
+
+use super::CallFailure;
+use super::layer::Config;
+use super::request::RequestBody;
+use super::response::{self, Encoding};
+use crate::Status;
+use crate::body::{self, BoxBody, BoxError};
+use crate::cors::Verdict;
+
+/// The service made by [`GrpcWebLayer`](super::GrpcWebLayer): gRPC-Web and native gRPC in,
+/// native gRPC to the inner service.
+#[derive(Debug, Clone)]
+pub struct GrpcWebService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> GrpcWebService<S> {
+    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
+        GrpcWebService { inner, config }
+    }
+}
+
+/// What kind of request arrived.
+enum Kind {
+    Native,
+    GrpcWeb(ContentType),
+    Preflight,
+    /// Not a call at all; answered with this HTTP status and explanation.
+    Refused(StatusCode, &'static str),
+}
+
+fn classify<B>(request: &Request<B>) -> Kind {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(ContentType::from_header);
+    match (request.method(), content_type) {
+        (&Method::OPTIONS, _) => {
+            if request.headers().contains_key(header::ORIGIN)
+                && request
+                    .headers()
+                    .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+            {
+                Kind::Preflight
+            } else {
+                Kind::Refused(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "gRPC calls use POST; OPTIONS is only for CORS preflight requests",
+                )
+            }
+        }
+        (_, Some(ct)) if ct.protocol() == Protocol::Grpc => Kind::Native,
+        (&Method::POST, Some(ct)) => Kind::GrpcWeb(ct),
+        (_, Some(_)) => Kind::Refused(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "gRPC-Web calls must use POST",
+        ),
+        (&Method::POST, None) => Kind::Refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported content-type: expected application/grpc-web, application/grpc-web-text or application/grpc (each optionally +proto or +json)",
+        ),
+        (_, None) => Kind::Refused(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "this endpoint serves gRPC and gRPC-Web calls, which use POST",
+        ),
+    }
+}
+
+fn http_error(status: StatusCode, message: &str) -> Response<BoxBody> {
+    let mut response = Response::new(body::full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    }
+    response
+}
+
+/// HTTP headers that are not call metadata and may hold values gRPC metadata forbids.
+fn is_http_only(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "cookie" | "user-agent" | "referer" | "accept-language"
+    )
+}
+
+/// Checks the call's headers; returns the deadline asked for.
+fn check_headers(headers: &http::HeaderMap, config: &Config) -> Result<Option<Duration>, Status> {
+    let size: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if size > config.max_header_list_size {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!(
+                "request headers of {size} bytes exceed the {}-byte limit (max_header_list_size)",
+                config.max_header_list_size
+            ),
+        ));
+    }
+    for (name, value) in headers {
+        if is_http_only(name) {
+            continue;
+        }
+        metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+    }
+    headers
+        .get("grpc-timeout")
+        .map(|value| timeout::parse(value.as_bytes()))
+        .transpose()
+        .map_err(|e| Status::new(Code::Internal, e.to_string()))
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
+
+impl<S, B, ResBody> Service<Request<B>> for GrpcWebService<S>
+where
+    S: Service<Request<BoxBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<BoxBody>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The instance that was polled ready serves this call; a clone takes its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = self.config.clone();
+
+        match classify(&request) {
+            Kind::Native => {
+                let future = inner.call(request.map(body::boxed));
+                Box::pin(async move { Ok(future.await?.map(body::boxed)) })
+            }
+            Kind::Preflight => {
+                let response = match config.cors.verdict(&request) {
+                    Verdict::Allowed(origin) => {
+                        let mut response = Response::new(body::empty());
+                        *response.status_mut() = StatusCode::NO_CONTENT;
+                        *response.headers_mut() =
+                            config.cors.preflight_headers(origin, request.headers());
+                        response
+                    }
+                    Verdict::SameOrigin => {
+                        let mut response = Response::new(body::empty());
+                        *response.status_mut() = StatusCode::NO_CONTENT;
+                        response
+                    }
+                    Verdict::Denied(origin) => {
+                        tracing::info!(?origin, "refused CORS preflight from an origin that is not allowed");
+                        http_error(StatusCode::FORBIDDEN, "origin not allowed")
+                    }
+                };
+                Box::pin(async move { Ok(response) })
+            }
+            Kind::Refused(status, message) => {
+                tracing::info!(method = %request.method(), path = request.uri().path(), %status, message, "refused non-gRPC request");
+                let response = http_error(status, message);
+                Box::pin(async move { Ok(response) })
+            }
+            Kind::GrpcWeb(content_type) => {
+                let verdict = config.cors.verdict(&request);
+                if let Verdict::Denied(origin) = &verdict {
+                    tracing::info!(?origin, path = request.uri().path(), "refused gRPC-Web call from an origin that is not allowed");
+                    let response = http_error(
+                        StatusCode::FORBIDDEN,
+                        "cross-origin gRPC-Web calls from this origin are not allowed",
+                    );
+                    return Box::pin(async move { Ok(response) });
+                }
+                let cors_origin = match verdict {
+                    Verdict::Allowed(origin) => Some(origin),
+                    _ => None,
+                };
+                let cors = config.cors.clone();
+                let decorate = move |mut response: Response<BoxBody>| {
+                    if let Some(origin) = cors_origin {
+                        cors.decorate_response(origin, response.headers_mut());
+                    }
+                    response
+                };
+                let encoding = Encoding {
+                    content_type: content_type.clone(),
+                };
+                let timeout = match check_headers(request.headers(), &config) {
+                    Ok(timeout) => timeout,
+                    Err(status) => {
+                        tracing::info!(code = %status.code(), message = status.message(), path = request.uri().path(), "refused gRPC-Web call");
+                        let response = decorate(response::trailers_only(&status, &encoding));
+                        return Box::pin(async move { Ok(response) });
+                    }
+                };
+                let failure = CallFailure::default();
+                let (mut parts, body) = request.into_parts();
+                for name in [
+                    header::CONNECTION,
+                    header::TE,
+                    header::TRANSFER_ENCODING,
+                    header::CONTENT_LENGTH,
+                    header::UPGRADE,
+                    header::TRAILER,
+                ] {
+                    parts.headers.remove(name);
+                }
+                parts.headers.remove("keep-alive");
+                parts.headers.remove("proxy-connection");
+                parts.headers.remove("grpc-status");
+                parts.headers.remove("grpc-message");
+                parts.headers.remove("grpc-status-details-bin");
+                parts.headers.insert(
+                    header::CONTENT_TYPE,
+                    content_type.with_protocol(Protocol::Grpc).to_header_value(),
+                );
+                parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+                let body = RequestBody::new(
+                    body::boxed(body),
+                    content_type.is_text(),
+                    config.max_request_message_size,
+                    failure.clone(),
+                );
+                let future = inner.call(Request::from_parts(parts, body::boxed(body)));
+                let max_response = config.max_response_message_size;
+                Box::pin(async move {
+                    let mut deadline = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
+                    let response = match deadline.as_mut() {
+                        None => future.await?,
+                        Some(sleep) => {
+                            tokio::select! {
+                                response = future => response?,
+                                () = sleep.as_mut() => {
+                                    let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded before the service answered");
+                                    return Ok(decorate(response::trailers_only(&status, &encoding)));
+                                }
+                            }
+                        }
+                    };
+                    let response =
+                        response::translate(response, encoding, failure, max_response, deadline);
+                    Ok(decorate(response))
+                })
+            }
+        }
+    }
+}
