@@ -1,1 +1,3 @@
 //! placeholder
+#![allow(missing_docs)]
+pub mod pb { tonic::include_proto!("grpc.testing"); }
