@@ -1,0 +1,117 @@
+//! Counting calls, so tests can see that a handler noticed a cancellation.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+/// A snapshot of the counters kept by a [`CallObserver`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallCounts {
+    /// Calls whose handler started.
+    pub started: u64,
+    /// Calls whose handler ran to its end and handed a final status (OK or
+    /// not) to the transport.
+    pub completed: u64,
+    /// Calls whose handler future or response stream was dropped before it
+    /// finished: the client went away (cancelled, reset, disconnected).
+    pub cancelled: u64,
+}
+
+impl CallCounts {
+    /// Calls started but neither completed nor cancelled yet.
+    pub fn in_flight(&self) -> u64 {
+        self.started
+            .saturating_sub(self.completed)
+            .saturating_sub(self.cancelled)
+    }
+}
+
+/// Counts the calls handled by a [`TestServiceImpl`](crate::TestServiceImpl).
+///
+/// Share one through [`TestServiceImpl::with_observer`](crate::TestServiceImpl::with_observer),
+/// then read it with [`counts`](Self::counts) or wait for a condition with
+/// [`wait_for`](Self::wait_for). A call counts as *cancelled* when the
+/// server drops its handler (unary and client-streaming calls) or its response
+/// stream (server-streaming and bidi calls) before the call finished, which is
+/// what happens when the client aborts.
+#[derive(Debug)]
+pub struct CallObserver {
+    counts: watch::Sender<CallCounts>,
+}
+
+impl Default for CallObserver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CallObserver {
+    /// A fresh observer, all counters at zero.
+    pub fn new() -> Self {
+        Self {
+            counts: watch::Sender::new(CallCounts::default()),
+        }
+    }
+
+    /// The current counters.
+    pub fn counts(&self) -> CallCounts {
+        *self.counts.borrow()
+    }
+
+    /// Waits until `condition` holds for the counters, and returns them.
+    ///
+    /// Returns at once if it already holds. Wrap in `tokio::time::timeout` to
+    /// bound the wait.
+    pub async fn wait_for(&self, mut condition: impl FnMut(&CallCounts) -> bool) -> CallCounts {
+        let mut rx = self.counts.subscribe();
+        match rx.wait_for(|c| condition(c)).await {
+            Ok(counts) => *counts,
+            // Unreachable while `self` (the sender) is alive.
+            Err(_) => self.counts(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut CallCounts)) {
+        self.counts.send_modify(f);
+    }
+}
+
+/// Tracks one call: counts it started on creation, and on drop counts it
+/// cancelled unless [`finish`](Self::finish) was called.
+#[derive(Debug)]
+pub(crate) struct CallGuard {
+    observer: Option<Arc<CallObserver>>,
+    finished: bool,
+}
+
+impl CallGuard {
+    pub(crate) fn start(observer: Option<Arc<CallObserver>>) -> Self {
+        if let Some(o) = &observer {
+            o.update(|c| c.started += 1);
+        }
+        Self {
+            observer,
+            finished: false,
+        }
+    }
+
+    /// Marks the call as completed (idempotent).
+    pub(crate) fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            if let Some(o) = &self.observer {
+                o.update(|c| c.completed += 1);
+            }
+        }
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Some(o) = &self.observer
+        {
+            o.update(|c| c.cancelled += 1);
+        }
+    }
+}
