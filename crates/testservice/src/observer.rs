@@ -12,8 +12,9 @@ pub struct CallCounts {
     /// Calls whose handler ran to its end and handed a final status (OK or
     /// not) to the transport.
     pub completed: u64,
-    /// Calls whose handler future or response stream was dropped before it
-    /// finished: the client went away (cancelled, reset, disconnected).
+    /// Calls the client abandoned: the handler future or response stream was
+    /// dropped before it finished (the client cancelled, reset the stream or
+    /// disconnected), or reading the request stream failed.
     pub cancelled: u64,
 }
 
@@ -106,12 +107,21 @@ impl CallGuard {
     }
 }
 
+impl CallGuard {
+    /// Marks the call as cancelled now (idempotent, and a no-op after
+    /// [`finish`](Self::finish)).
+    pub(crate) fn cancel(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            if let Some(o) = &self.observer {
+                o.update(|c| c.cancelled += 1);
+            }
+        }
+    }
+}
+
 impl Drop for CallGuard {
     fn drop(&mut self) {
-        if !self.finished
-            && let Some(o) = &self.observer
-        {
-            o.update(|c| c.cancelled += 1);
-        }
+        self.cancel();
     }
 }

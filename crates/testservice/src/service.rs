@@ -179,15 +179,40 @@ fn deadline_exceeded() -> Status {
     Status::deadline_exceeded("deadline exceeded")
 }
 
+/// How a call failed.
+enum Ended {
+    /// The server ended it: requested status, invalid argument, deadline.
+    Server(Status),
+    /// The client broke it: reading the request stream failed (reset,
+    /// disconnect, undecodable message). Counted as a cancellation.
+    Client(Status),
+}
+
+impl Ended {
+    fn into_status(self) -> Status {
+        match self {
+            Ended::Server(status) | Ended::Client(status) => status,
+        }
+    }
+}
+
+/// Reports how a call ended to its guard.
+fn settle(guard: &mut CallGuard, error: Option<&Ended>) {
+    match error {
+        Some(Ended::Client(_)) => guard.cancel(),
+        Some(Ended::Server(_)) | None => guard.finish(),
+    }
+}
+
 /// Runs a handler body under the request deadline.
 async fn within<T>(
     deadline: Option<Instant>,
-    body: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
+    body: impl Future<Output = Result<T, Ended>>,
+) -> Result<T, Ended> {
     match deadline {
         Some(at) => tokio::time::timeout_at(at, body)
             .await
-            .unwrap_or_else(|_| Err(deadline_exceeded())),
+            .unwrap_or_else(|_| Err(Ended::Server(deadline_exceeded()))),
         None => body.await,
     }
 }
@@ -196,8 +221,8 @@ async fn within<T>(
 enum Step {
     /// Sleep `interval_us`, then send a message of `size` bytes.
     Respond(ResponseParameters),
-    /// End the call with this status.
-    Fail(Status),
+    /// End the call.
+    Fail(Ended),
 }
 
 fn steps_for(req: StreamingOutputCallRequest) -> VecDeque<Step> {
@@ -207,7 +232,7 @@ fn steps_for(req: StreamingOutputCallRequest) -> VecDeque<Step> {
         .map(Step::Respond)
         .collect();
     if let Some(status) = echo_status(req.response_status.as_ref()) {
-        steps.push_back(Step::Fail(status));
+        steps.push_back(Step::Fail(Ended::Server(status)));
     }
     steps
 }
@@ -216,7 +241,7 @@ fn steps_for(req: StreamingOutputCallRequest) -> VecDeque<Step> {
 /// for the next one.
 fn play(
     steps: VecDeque<Step>,
-) -> impl Stream<Item = Result<StreamingOutputCallResponse, Status>> + Send + 'static {
+) -> impl Stream<Item = Result<StreamingOutputCallResponse, Ended>> + Send + 'static {
     stream::unfold(steps, |mut steps| async move {
         let item = match steps.pop_front()? {
             Step::Respond(params) => match interval(&params) {
@@ -224,13 +249,15 @@ fn play(
                     if !interval.is_zero() {
                         tokio::time::sleep(interval).await;
                     }
-                    payload(params.size).map(|payload| StreamingOutputCallResponse {
-                        payload: Some(payload),
-                    })
+                    payload(params.size)
+                        .map(|payload| StreamingOutputCallResponse {
+                            payload: Some(payload),
+                        })
+                        .map_err(Ended::Server)
                 }
-                Err(status) => Err(status),
+                Err(status) => Err(Ended::Server(status)),
             },
-            Step::Fail(status) => Err(status),
+            Step::Fail(ended) => Err(ended),
         };
         Some((item, steps))
     })
@@ -244,11 +271,11 @@ struct Drive<S> {
 }
 
 /// Wraps a response stream: enforces the deadline, stops after the first
-/// error, and reports completion (or, when dropped early, cancellation) to
-/// the call guard.
+/// error, and reports completion (or, when dropped early or broken by the
+/// client, cancellation) to the call guard.
 fn drive<S>(inner: S, deadline: Option<Instant>, guard: CallGuard) -> ResponseStream
 where
-    S: Stream<Item = Result<StreamingOutputCallResponse, Status>> + Send + 'static,
+    S: Stream<Item = Result<StreamingOutputCallResponse, Ended>> + Send + 'static,
 {
     let state = Drive {
         inner: Box::pin(inner),
@@ -261,19 +288,21 @@ where
             return None;
         }
         let next = match state.deadline.as_mut() {
+            // Once the deadline has passed, the call is over even if a
+            // message is ready.
             Some(sleep) => tokio::select! {
                 biased;
+                () = sleep => Some(Err(Ended::Server(deadline_exceeded()))),
                 item = state.inner.next() => item,
-                () = sleep => Some(Err(deadline_exceeded())),
             },
             None => state.inner.next().await,
         };
         match next {
             Some(Ok(message)) => Some((Ok(message), state)),
-            Some(Err(status)) => {
+            Some(Err(ended)) => {
                 state.done = true;
-                state.guard.finish();
-                Some((Err(status), state))
+                settle(&mut state.guard, Some(&ended));
+                Some((Err(ended.into_status()), state))
             }
             None => {
                 state.guard.finish();
@@ -297,9 +326,12 @@ impl TestService for TestServiceImpl {
     ) -> Result<Response<SimpleResponse>, Status> {
         let mut guard = self.guard();
         let deadline = deadline(request.metadata());
-        let result = within(deadline, async { self.simple(request.into_inner()) }).await;
-        guard.finish();
-        result.map(Response::new)
+        let result = within(deadline, async {
+            self.simple(request.into_inner()).map_err(Ended::Server)
+        })
+        .await;
+        settle(&mut guard, result.as_ref().err());
+        result.map(Response::new).map_err(Ended::into_status)
     }
 
     async fn cacheable_unary_call(
@@ -336,19 +368,22 @@ impl TestService for TestServiceImpl {
         let mut input = request.into_inner();
         let result = within(deadline, async move {
             let mut total: usize = 0;
-            while let Some(req) = input.message().await? {
+            while let Some(req) = input.message().await.map_err(Ended::Client)? {
                 let size = req.payload.map_or(0, |p| p.body.len());
                 total = total.saturating_add(size);
             }
-            let aggregated_payload_size = i32::try_from(total)
-                .map_err(|_| Status::out_of_range("aggregated payload size overflows int32"))?;
+            let aggregated_payload_size = i32::try_from(total).map_err(|_| {
+                Ended::Server(Status::out_of_range(
+                    "aggregated payload size overflows int32",
+                ))
+            })?;
             Ok(StreamingInputCallResponse {
                 aggregated_payload_size,
             })
         })
         .await;
-        guard.finish();
-        result.map(Response::new)
+        settle(&mut guard, result.as_ref().err());
+        result.map(Response::new).map_err(Ended::into_status)
     }
 
     type FullDuplexCallStream = ResponseStream;
@@ -362,7 +397,7 @@ impl TestService for TestServiceImpl {
         let responses = request.into_inner().flat_map(|req| {
             play(match req {
                 Ok(req) => steps_for(req),
-                Err(status) => VecDeque::from([Step::Fail(status)]),
+                Err(status) => VecDeque::from([Step::Fail(Ended::Client(status))]),
             })
         });
         Ok(Response::new(drive(responses, deadline, guard)))
@@ -384,7 +419,7 @@ impl TestService for TestServiceImpl {
                     Ok(Some(req)) => steps.extend(steps_for(req)),
                     Ok(None) => break,
                     Err(status) => {
-                        steps.push_back(Step::Fail(status));
+                        steps.push_back(Step::Fail(Ended::Client(status)));
                         break;
                     }
                 }
