@@ -34,7 +34,26 @@ impl CallCounts {
 /// [`wait_for`](Self::wait_for). A call counts as *cancelled* when the
 /// server drops its handler (unary and client-streaming calls) or its response
 /// stream (server-streaming and bidi calls) before the call finished, which is
-/// what happens when the client aborts.
+/// what happens when the client resets the stream or disconnects, or when
+/// reading the client's request stream fails.
+///
+/// Note that a client which merely stops reading, or a half-closed request
+/// stream, is not a cancellation: the server only learns about it when the
+/// HTTP/2 stream is reset (tonic clients reset it once both the response
+/// stream and the request stream are dropped).
+///
+/// ```
+/// use std::sync::Arc;
+/// use weir_testservice::{CallObserver, TestServiceImpl};
+///
+/// let observer = Arc::new(CallObserver::new());
+/// let _server = TestServiceImpl::new()
+///     .with_observer(observer.clone())
+///     .into_service();
+/// // Serve `_server`, start a call and abort it on the client, then:
+/// // `observer.wait_for(|c| c.cancelled >= 1).await;`
+/// assert_eq!(observer.counts().in_flight(), 0);
+/// ```
 #[derive(Debug)]
 pub struct CallObserver {
     counts: watch::Sender<CallCounts>,
