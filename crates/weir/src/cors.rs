@@ -168,16 +168,12 @@ fn is_same_origin<B>(origin: &HeaderValue, request: &http::Request<B>) -> bool {
     else {
         return false;
     };
-    let host = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
+    let host = request.uri().authority().map(|a| a.as_str()).or_else(|| {
+        request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     host.is_some_and(|host| host.eq_ignore_ascii_case(origin_authority))
 }
 
@@ -215,7 +211,10 @@ mod tests {
     fn denies_cross_origin_by_default() {
         let cors = Cors::default();
         assert_eq!(cors.verdict(&request(None, "api:80")), Verdict::SameOrigin);
-        assert_eq!(cors.verdict(&request(Some("http://api:80"), "api:80")), Verdict::SameOrigin);
+        assert_eq!(
+            cors.verdict(&request(Some("http://api:80"), "api:80")),
+            Verdict::SameOrigin
+        );
         assert!(matches!(
             cors.verdict(&request(Some("http://evil"), "api:80")),
             Verdict::Denied(_)
@@ -234,17 +233,28 @@ mod tests {
             Verdict::Denied(_)
         ));
         let any = Cors::default().allow_origin("*").unwrap();
-        assert!(matches!(any.verdict(&request(Some("http://x"), "api")), Verdict::Allowed(_)));
+        assert!(matches!(
+            any.verdict(&request(Some("http://x"), "api")),
+            Verdict::Allowed(_)
+        ));
     }
 
     #[test]
     fn exposes_status_and_metadata() {
         let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/grpc-web"));
+        headers.insert(
+            "content-type",
+            HeaderValue::from_static("application/grpc-web"),
+        );
         headers.insert("x-custom", HeaderValue::from_static("1"));
         Cors::default().decorate_response(HeaderValue::from_static("http://app"), &mut headers);
-        let expose = headers[header::ACCESS_CONTROL_EXPOSE_HEADERS].to_str().unwrap();
-        assert_eq!(expose, "grpc-status, grpc-message, grpc-status-details-bin, x-custom");
+        let expose = headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+            .to_str()
+            .unwrap();
+        assert_eq!(
+            expose,
+            "grpc-status, grpc-message, grpc-status-details-bin, x-custom"
+        );
         assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "http://app");
     }
 }

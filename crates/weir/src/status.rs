@@ -138,30 +138,55 @@ mod tests {
         let headers = Status::new(Code::Unknown, "a\r\nb ☺").to_headers();
         assert_eq!(headers["grpc-status"], "2");
         assert_eq!(headers["grpc-message"], "a%0D%0Ab %E2%98%BA");
-        assert!(!Status::new(Code::Ok, "").to_headers().contains_key("grpc-message"));
+        assert!(
+            !Status::new(Code::Ok, "")
+                .to_headers()
+                .contains_key("grpc-message")
+        );
     }
 
     #[test]
     fn body_errors_map_to_codes() {
         let cancel: BoxError = Box::new(h2::Error::from(h2::Reason::CANCEL));
-        assert_eq!(Status::from_response_body_error(&cancel).code(), Code::Cancelled);
+        assert_eq!(
+            Status::from_response_body_error(&cancel).code(),
+            Code::Cancelled
+        );
         let refused: BoxError = Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM));
-        assert_eq!(Status::from_response_body_error(&refused).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from_response_body_error(&refused).code(),
+            Code::Unavailable
+        );
         let io: BoxError = Box::new(std::io::Error::other("gone"));
-        assert_eq!(Status::from_response_body_error(&io).code(), Code::Unavailable);
+        assert_eq!(
+            Status::from_response_body_error(&io).code(),
+            Code::Unavailable
+        );
         let inner: BoxError = Box::new(Status::new(Code::DataLoss, "x"));
-        assert_eq!(Status::from_response_body_error(&inner).code(), Code::DataLoss);
+        assert_eq!(
+            Status::from_response_body_error(&inner).code(),
+            Code::DataLoss
+        );
     }
 
     #[test]
     fn frame_errors_map_to_codes() {
         let big = FrameError::TooLarge { len: 5, limit: 4 };
-        assert_eq!(Status::from_request_frame_error(&big).code(), Code::ResourceExhausted);
+        assert_eq!(
+            Status::from_request_frame_error(&big).code(),
+            Code::ResourceExhausted
+        );
         assert_eq!(
             Status::from_request_frame_error(&big).message(),
             "request message of 5 bytes exceeds the 4-byte limit (max_message_size)"
         );
-        let cut = FrameError::Truncated { received: 3, expected: None };
-        assert_eq!(Status::from_request_frame_error(&cut).code(), Code::Internal);
+        let cut = FrameError::Truncated {
+            received: 3,
+            expected: None,
+        };
+        assert_eq!(
+            Status::from_request_frame_error(&cut).code(),
+            Code::Internal
+        );
     }
 }

@@ -38,7 +38,10 @@ impl Encoding {
 pub(crate) fn trailers_only(status: &Status, encoding: &Encoding) -> Response<BoxBody> {
     let mut response = Response::new(body::empty());
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, encoding.content_type.to_header_value());
+    headers.insert(
+        header::CONTENT_TYPE,
+        encoding.content_type.to_header_value(),
+    );
     status.write_headers(headers);
     response
 }
@@ -170,7 +173,8 @@ impl Body for ResponseBody {
             if let Some(deadline) = this.deadline.as_mut()
                 && deadline.as_mut().poll(cx).is_ready()
             {
-                let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded");
+                let status =
+                    Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded");
                 let out = this.fail(None, &status);
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
@@ -213,7 +217,7 @@ impl Body for ResponseBody {
                     }
                 },
                 Some(Err(e)) => {
-                    let status = Status::from_response_body_error(&e.into());
+                    let status = Status::from_response_body_error(&e);
                     let out = this.fail(None, &status);
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }

@@ -178,7 +178,10 @@ where
                         response
                     }
                     Verdict::Denied(origin) => {
-                        tracing::info!(?origin, "refused CORS preflight from an origin that is not allowed");
+                        tracing::info!(
+                            ?origin,
+                            "refused CORS preflight from an origin that is not allowed"
+                        );
                         http_error(StatusCode::FORBIDDEN, "origin not allowed")
                     }
                 };
@@ -192,7 +195,11 @@ where
             Kind::GrpcWeb(content_type) => {
                 let verdict = config.cors.verdict(&request);
                 if let Verdict::Denied(origin) = &verdict {
-                    tracing::info!(?origin, path = request.uri().path(), "refused gRPC-Web call from an origin that is not allowed");
+                    tracing::info!(
+                        ?origin,
+                        path = request.uri().path(),
+                        "refused gRPC-Web call from an origin that is not allowed"
+                    );
                     let response = http_error(
                         StatusCode::FORBIDDEN,
                         "cross-origin gRPC-Web calls from this origin are not allowed",
@@ -242,7 +249,9 @@ where
                     header::CONTENT_TYPE,
                     content_type.with_protocol(Protocol::Grpc).to_header_value(),
                 );
-                parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
                 let body = RequestBody::new(
                     body::boxed(body),
                     content_type.is_text(),
