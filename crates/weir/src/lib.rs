@@ -7,7 +7,7 @@
 //!   and HTTP/2, all four call types) to any gRPC service such as a tonic router, with CORS
 //!   ([`Cors`]), limits and deadlines;
 //! - [`server`]: a small HTTP/1.1 + HTTP/2 server loop with graceful shutdown, to run such a
-//!   service on a TCP listener.
+//!   service on a TCP listener, in cleartext or over TLS ([`tls`]).
 //!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
 //!
@@ -32,6 +32,7 @@ mod cors;
 pub mod grpc_web;
 pub mod server;
 mod status;
+pub mod tls;
 
 pub use cors::Cors;
 pub use status::Status;

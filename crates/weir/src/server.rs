@@ -16,7 +16,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tower_service::Service;
 
 use crate::body::BoxError;
@@ -96,8 +97,9 @@ impl Server {
         builder
     }
 
-    /// Serves `service` on `listener` until `shutdown` completes, then stops accepting, lets
-    /// open calls finish within the grace period and returns.
+    /// Serves `service` on `listener` in cleartext (HTTP/1.1 and h2c) until `shutdown`
+    /// completes, then stops accepting, lets open calls finish within the grace period and
+    /// returns.
     pub async fn serve<S, B>(
         &self,
         listener: TcpListener,
@@ -109,6 +111,63 @@ impl Server {
         S::Error: Into<BoxError>,
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
+    {
+        self.serve_with(
+            listener,
+            |stream| async move { Ok(stream) },
+            service,
+            shutdown,
+        )
+        .await;
+    }
+
+    /// Like [`serve`](Self::serve), over TLS (HTTP/1.1 and HTTP/2 chosen by ALPN; see
+    /// [`crate::tls`]). The handshake runs on the connection's own task, bounded by the
+    /// header read timeout, so a slow client cannot stall others.
+    pub async fn serve_tls<S, B>(
+        &self,
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let limit = self.header_read_timeout;
+        let handshake = move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                tokio::time::timeout(limit, acceptor.accept(stream))
+                    .await
+                    .map_err(|_| {
+                        std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+                    })?
+            }
+        };
+        self.serve_with(listener, handshake, service, shutdown)
+            .await;
+    }
+
+    async fn serve_with<S, B, A, F, IO>(
+        &self,
+        listener: TcpListener,
+        accept: A,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        A: Fn(TcpStream) -> F + Clone + Send + 'static,
+        F: Future<Output = std::io::Result<IO>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let builder = Arc::new(self.builder());
         let graceful = GracefulShutdown::new();
@@ -123,9 +182,17 @@ impl Server {
                         let builder = builder.clone();
                         let watcher = graceful.watcher();
                         let service = TowerToHyperService::new(service.clone());
+                        let accept = accept.clone();
                         tokio::spawn(async move {
+                            let io = match accept(stream).await {
+                                Ok(io) => io,
+                                Err(e) => {
+                                    tracing::debug!(%peer, "connection set-up failed: {e}");
+                                    return;
+                                }
+                            };
                             let connection = builder
-                                .serve_connection(TokioIo::new(stream), service)
+                                .serve_connection(TokioIo::new(io), service)
                                 .into_owned();
                             if let Err(e) = watcher.watch(connection).await {
                                 log_connection_error(peer, e.as_ref());
