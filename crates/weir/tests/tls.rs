@@ -1,4 +1,5 @@
 //! gRPC-Web over TLS: ALPN picks HTTP/2 or HTTP/1.1 on the same listener.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
 use std::sync::Arc;
 
