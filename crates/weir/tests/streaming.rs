@@ -1,0 +1,269 @@
+//! Streaming through the gRPC-Web layer over real sockets: responses are forwarded as they are
+//! produced, request bodies are streamed to the service, full duplex works over HTTP/2, and a
+//! client that goes away cancels the call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use weir::body::BoxBody;
+use weir_testservice::pb::{
+    Empty, ResponseParameters, StreamingInputCallRequest, StreamingInputCallResponse,
+    StreamingOutputCallRequest, StreamingOutputCallResponse,
+};
+
+use support::*;
+
+const VARIANTS: [(Proto, Mode); 4] = [
+    (Proto::H1, Mode::Binary),
+    (Proto::H1, Mode::Text),
+    (Proto::H2, Mode::Binary),
+    (Proto::H2, Mode::Text),
+];
+
+fn payload_len(message: &StreamingOutputCallResponse) -> usize {
+    message.payload.as_ref().map_or(0, |p| p.body.len())
+}
+
+/// The first message of a stream reaches the client while the second one is still 10 s
+/// away: the layer does not buffer responses. Dropping the call then cancels the handler.
+async fn not_buffered(proto: Proto, mode: Mode) {
+    let server = TestServer::start().await;
+    let mut client = server.client(proto).await;
+    let request = StreamingOutputCallRequest {
+        response_parameters: vec![
+            ResponseParameters {
+                size: 7,
+                ..Default::default()
+            },
+            ResponseParameters {
+                size: 8,
+                interval_us: 10_000_000,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    let http_request = client
+        .request(STREAMING_OUTPUT_CALL, mode)
+        .body(BoxBody::full(mode.body(&[request])))
+        .unwrap();
+    let mut call = client.start(http_request, mode).await;
+    assert_eq!(call.status, http::StatusCode::OK);
+    let first: StreamingOutputCallResponse = call.next_as().await.expect("first message");
+    assert_eq!(payload_len(&first), 7);
+    assert_eq!(server.observer.counts().in_flight(), 1);
+
+    call.abandon();
+    drop(client);
+    let counts = server.wait_for(|c| c.cancelled >= 1).await;
+    assert_eq!(counts.completed, 0, "{counts:?}");
+    server.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_buffered_h1_binary() {
+    not_buffered(Proto::H1, Mode::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_buffered_h1_text() {
+    not_buffered(Proto::H1, Mode::Text).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_buffered_h2_binary() {
+    not_buffered(Proto::H2, Mode::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_buffered_h2_text() {
+    not_buffered(Proto::H2, Mode::Text).await;
+}
+
+/// Client streaming with the request messages sent one by one through a streaming request
+/// body: the service is called as soon as the first one arrives, long before the body ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_streaming_message_by_message() {
+    for (proto, mode) in VARIANTS {
+        let server = TestServer::start().await;
+        let mut client = server.client(proto).await;
+        let (tx, body) = channel_body();
+        let request = client
+            .request(STREAMING_INPUT_CALL, mode)
+            .body(body)
+            .unwrap();
+        let sizes = [27_182, 8, 1_828, 45_904];
+        let frame = |size: usize| {
+            mode.frame(&prost::Message::encode_to_vec(&StreamingInputCallRequest {
+                payload: zeros(size),
+                ..Default::default()
+            }))
+        };
+        tx.send(frame(sizes[0])).await.unwrap();
+        let response =
+            tokio::spawn(async move { client.start(request, mode).await.finish().await });
+        // The handler runs while the request body is still open.
+        server.wait_for(|c| c.started == 1).await;
+        for size in &sizes[1..] {
+            tx.send(frame(*size)).await.unwrap();
+        }
+        drop(tx);
+        let reply = guard("client streaming reply", response).await.unwrap();
+        reply.assert_ok();
+        let response: StreamingInputCallResponse = reply.decode(0);
+        assert_eq!(
+            response.aggregated_payload_size, 74_922,
+            "{proto:?} {mode:?}"
+        );
+        server.wait_for(|c| c.completed == 1).await;
+    }
+}
+
+/// Full duplex over HTTP/2: each response arrives before the next request is sent.
+async fn ping_pong(proto: Proto, mode: Mode) {
+    let server = TestServer::start().await;
+    let mut client = server.client(proto).await;
+    let (tx, body) = channel_body();
+    let request = client.request(FULL_DUPLEX_CALL, mode).body(body).unwrap();
+    let request_sizes = [27_182, 8, 1_828, 45_904];
+    let response_sizes = [31_415, 9, 2_653, 58_979];
+    let ping = |i: usize| {
+        mode.frame(&prost::Message::encode_to_vec(
+            &StreamingOutputCallRequest {
+                response_parameters: params(&[response_sizes[i]]),
+                payload: zeros(request_sizes[i]),
+                ..Default::default()
+            },
+        ))
+    };
+    // The response head may only come once the service answered; hyper sends the request
+    // head straight away, so queue the first ping before waiting for it.
+    tx.send(ping(0)).await.unwrap();
+    let mut call = client.start(request, mode).await;
+    assert_eq!(call.status, http::StatusCode::OK);
+    for i in 0..4 {
+        if i > 0 {
+            tx.send(ping(i)).await.unwrap();
+        }
+        let pong: StreamingOutputCallResponse = call.next_as().await.expect("pong");
+        assert_eq!(payload_len(&pong), response_sizes[i] as usize);
+    }
+    drop(tx);
+    let reply = call.finish().await;
+    assert!(reply.messages.is_empty());
+    reply.assert_ok();
+    server.wait_for(|c| c.completed == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_pong_h2_binary() {
+    ping_pong(Proto::H2, Mode::Binary).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_pong_h2_text() {
+    ping_pong(Proto::H2, Mode::Text).await;
+}
+
+/// HTTP/1.1 allows it as well when both ends stream (chunked request body read while the
+/// response is being written), which hyper does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_pong_h1_binary() {
+    ping_pong(Proto::H1, Mode::Binary).await;
+}
+
+fn endless_stream(interval: Duration) -> StreamingOutputCallRequest {
+    StreamingOutputCallRequest {
+        response_parameters: (0..200)
+            .map(|_| ResponseParameters {
+                size: 10,
+                interval_us: i32::try_from(interval.as_micros()).unwrap(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// An HTTP/2 client resets the stream in the middle of a server stream: the handler sees the
+/// cancellation, and the connection goes on serving other calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_reset_cancels_the_call() {
+    for mode in [Mode::Binary, Mode::Text] {
+        let server = TestServer::start().await;
+        let mut client = server.client(Proto::H2).await;
+        let request = client
+            .request(STREAMING_OUTPUT_CALL, mode)
+            .body(BoxBody::full(
+                mode.body(&[endless_stream(Duration::from_millis(50))]),
+            ))
+            .unwrap();
+        let mut call = client.start(request, mode).await;
+        for _ in 0..2 {
+            let message: StreamingOutputCallResponse = call.next_as().await.unwrap();
+            assert_eq!(payload_len(&message), 10);
+        }
+        // Dropping the response body resets the stream (RST_STREAM CANCEL).
+        call.abandon();
+        let counts = server.wait_for(|c| c.cancelled == 1).await;
+        assert_eq!(counts.completed, 0);
+
+        // Same connection, next call.
+        let reply = client.unary(EMPTY_CALL, mode, &Empty {}).await;
+        reply.assert_ok();
+    }
+}
+
+/// An HTTP/1.1 client closes its TCP connection while the server streams: the handler sees
+/// the cancellation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_disconnect_cancels_the_call() {
+    for mode in [Mode::Binary, Mode::Text] {
+        let server = TestServer::start().await;
+        let body = mode.body(&[endless_stream(Duration::from_millis(50))]);
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let head = format!(
+            "POST {STREAMING_OUTPUT_CALL} HTTP/1.1\r\nhost: {}\r\ncontent-type: {}\r\nx-grpc-web: 1\r\ncontent-length: {}\r\n\r\n",
+            server.addr,
+            mode.content_type(),
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&body).await.unwrap();
+
+        // Read until the head and a couple of chunks of the streamed body have arrived.
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        guard("streamed HTTP/1.1 response", async {
+            loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert_ne!(n, 0, "server closed the connection");
+                received.extend_from_slice(&buf[..n]);
+                if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+                    && received.len() > end + 4 + 40
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(
+            text.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{text}"
+        );
+        assert_eq!(server.observer.counts().in_flight(), 1);
+
+        drop(stream);
+        let counts = server.wait_for(|c| c.cancelled == 1).await;
+        assert_eq!(counts.completed, 0);
+        server.assert_serving().await;
+    }
+}
