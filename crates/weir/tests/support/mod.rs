@@ -290,15 +290,23 @@ impl Client {
 
     /// Sends a request and returns the response head and its still unread body.
     pub async fn send(&mut self, request: Request<BoxBody>) -> Response<Incoming> {
+        self.try_send(request).await.unwrap()
+    }
+
+    /// Like [`send`](Self::send), for requests that may fail at the HTTP level.
+    pub async fn try_send(
+        &mut self,
+        request: Request<BoxBody>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
         guard("response head", async {
             match &mut self.sender {
                 Sender::H1(sender) => {
-                    sender.ready().await.unwrap();
-                    sender.send_request(request).await.unwrap()
+                    sender.ready().await?;
+                    sender.send_request(request).await
                 }
                 Sender::H2(sender) => {
-                    sender.ready().await.unwrap();
-                    sender.send_request(request).await.unwrap()
+                    sender.ready().await?;
+                    sender.send_request(request).await
                 }
             }
         })
