@@ -102,6 +102,53 @@ async fn oversize_request_message_is_resource_exhausted() {
     server.assert_serving().await;
 }
 
+/// Request messages that break the rules in the middle of a full-duplex call, after the
+/// response has begun: the layer's precise status wins over what the service saw (an error
+/// reading its request stream), in the trailer frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_request_message_mid_stream() {
+    let server = TestServer::with_layer(GrpcWebLayer::new().max_request_message_size(1024)).await;
+    let ping = |mode: Mode, size: usize| {
+        mode.frame(&prost::Message::encode_to_vec(
+            &StreamingOutputCallRequest {
+                response_parameters: params(&[5]),
+                payload: zeros(size),
+                ..Default::default()
+            },
+        ))
+    };
+    for (proto, mode) in VARIANTS {
+        // (second chunk, expected code, part of the message)
+        let cases: [(Bytes, i32, &str); 3] = [
+            (ping(mode, 2000), RESOURCE_EXHAUSTED, "1024"),
+            (mode.wire(&[0, 0, 0, 0, 20, 1, 2]), INTERNAL, "truncated"),
+            (
+                mode.wire(&frame::Frame::new(frame::FLAG_TRAILERS, Bytes::new()).encode()),
+                INTERNAL,
+                "trailer frame",
+            ),
+        ];
+        for (bad, code, needle) in cases {
+            let mut client = server.client(proto).await;
+            let (tx, body) = channel_body();
+            tx.send(ping(mode, 10)).await.unwrap();
+            let request = client.request(FULL_DUPLEX_CALL, mode).body(body).unwrap();
+            let mut call = client.start(request, mode).await;
+            assert_eq!(call.status, StatusCode::OK);
+            let first = call.next_message().await.expect("first response");
+            assert!(!first.is_empty());
+            tx.send(bad).await.unwrap();
+            drop(tx);
+            let reply = call.finish().await;
+            assert!(reply.trailers.is_some(), "{reply:?}");
+            let message = reply.assert_code(code);
+            assert!(message.contains(needle), "{proto:?} {mode:?}: {message}");
+        }
+    }
+    server.wait_for(|c| c.in_flight() == 0).await;
+    server.assert_serving().await;
+}
+
 /// A length prefix announcing 4 GiB is refused as soon as the 5-byte header arrives, while
 /// the request body is still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,3 +267,88 @@ async fn h1_disconnect_cancels_the_call() {
         server.assert_serving().await;
     }
 }
+
+/// Many concurrent calls on one HTTP/2 connection, binary and text mixed, each getting its
+/// own messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_streams_on_one_h2_connection() {
+    let server = TestServer::start().await;
+    let client = server.client(Proto::H2).await;
+    let mut calls = Vec::new();
+    for i in 0..20usize {
+        let mut handle = client.h2_handle();
+        let mode = if i % 2 == 0 { Mode::Binary } else { Mode::Text };
+        calls.push(tokio::spawn(async move {
+            let sizes: Vec<i32> = (1..=5)
+                .map(|k| i32::try_from(i * 100 + k).unwrap())
+                .collect();
+            let request = StreamingOutputCallRequest {
+                response_parameters: sizes
+                    .iter()
+                    .map(|&size| ResponseParameters {
+                        size,
+                        interval_us: 1_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            };
+            let reply = handle.unary(STREAMING_OUTPUT_CALL, mode, &request).await;
+            reply.assert_ok();
+            let got: Vec<i32> = (0..reply.messages.len())
+                .map(|m| {
+                    i32::try_from(payload_len(&reply.decode::<StreamingOutputCallResponse>(m)))
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(got, sizes);
+        }));
+    }
+    for call in calls {
+        guard("concurrent call", call).await.unwrap();
+    }
+    let counts = server.wait_for(|c| c.completed == 20).await;
+    assert_eq!(counts.cancelled, 0);
+}
+
+/// Graceful shutdown: open calls on HTTP/1.1 and HTTP/2 run to their end, new connections
+/// are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_calls_finish() {
+    let mut server = TestServer::start().await;
+    let request = StreamingOutputCallRequest {
+        response_parameters: (0..4)
+            .map(|_| ResponseParameters {
+                size: 10,
+                interval_us: 50_000,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut calls = Vec::new();
+    for proto in [Proto::H1, Proto::H2] {
+        let mut client = server.client(proto).await;
+        let http_request = client
+            .request(STREAMING_OUTPUT_CALL, Mode::Binary)
+            .body(BoxBody::full(Mode::Binary.body(&[request.clone()])))
+            .unwrap();
+        let mut call = client.start(http_request, Mode::Binary).await;
+        let first: StreamingOutputCallResponse = call.next_as().await.expect("first message");
+        assert_eq!(payload_len(&first), 10);
+        calls.push((client, call));
+    }
+    server.shutdown();
+    for (_client, call) in calls {
+        let reply = call.finish().await;
+        reply.assert_ok();
+        assert_eq!(reply.messages.len(), 3);
+    }
+    guard("listener closed", async {
+        while TcpStream::connect(server.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(server.observer.counts().completed, 2);
+}

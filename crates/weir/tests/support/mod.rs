@@ -204,6 +204,16 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// Starts the server's graceful shutdown: it stops accepting connections and lets open
+    /// calls finish.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -262,6 +272,18 @@ impl Client {
 
     pub fn proto(&self) -> Proto {
         self.proto
+    }
+
+    /// Another handle on the same HTTP/2 connection (for concurrent streams).
+    pub fn h2_handle(&self) -> Client {
+        match &self.sender {
+            Sender::H2(sender) => Client {
+                addr: self.addr,
+                proto: self.proto,
+                sender: Sender::H2(sender.clone()),
+            },
+            Sender::H1(_) => panic!("HTTP/1.1 connections carry one call at a time"),
+        }
     }
 
     /// A request to `path` with the method and headers of a gRPC-Web call, without a body yet.
