@@ -331,7 +331,9 @@ async fn graceful_shutdown_lets_calls_finish() {
         let mut client = server.client(proto).await;
         let http_request = client
             .request(STREAMING_OUTPUT_CALL, Mode::Binary)
-            .body(BoxBody::full(Mode::Binary.body(&[request.clone()])))
+            .body(BoxBody::full(
+                Mode::Binary.body(std::slice::from_ref(&request)),
+            ))
             .unwrap();
         let mut call = client.start(http_request, Mode::Binary).await;
         let first: StreamingOutputCallResponse = call.next_as().await.expect("first message");
