@@ -55,6 +55,7 @@ each_variant!(
     empty_stream,
     custom_metadata_unary,
     custom_metadata_streaming,
+    custom_metadata_trailers_only,
     status_code_and_message,
     special_status_message,
     unimplemented_method,
@@ -182,6 +183,30 @@ async fn custom_metadata_streaming(proto: Proto, mode: Mode) {
     let response: StreamingOutputCallResponse = reply.decode(0);
     assert_eq!(response.payload.unwrap().body.len(), 314_159);
     assert_echoed(&reply);
+}
+
+/// A call that fails before any message: both echoed values arrive in the headers of the
+/// trailers-only response.
+async fn custom_metadata_trailers_only(proto: Proto, mode: Mode) {
+    let server = TestServer::start().await;
+    let mut client = server.client(proto).await;
+    let request = SimpleRequest {
+        response_status: echo_status("test status message"),
+        ..Default::default()
+    };
+    let http_request = with_echo_metadata(client.request(UNARY_CALL, mode))
+        .body(weir::body::BoxBody::full(mode.body(&[request])))
+        .unwrap();
+    let reply = client.start(http_request, mode).await.finish().await;
+    assert_eq!(reply.assert_code(2), "test status message");
+    assert!(reply.is_trailers_only());
+    assert_eq!(reply.headers["x-grpc-test-echo-initial"], INITIAL_VALUE);
+    let name = http::HeaderName::from_static("x-grpc-test-echo-trailing-bin");
+    let value = reply.headers.get(&name).expect("trailing metadata");
+    assert_eq!(
+        metadata::decode_binary(&name, value).unwrap(),
+        TRAILING_VALUE
+    );
 }
 
 fn echo_status(message: &str) -> Option<EchoStatus> {
@@ -476,5 +501,45 @@ async fn text_mode_padded_units() {
             "application/grpc-web-text+proto"
         );
         assert_eq!(reply.messages.len(), 4);
+    }
+}
+
+/// A request body that arrives in small pieces cutting through frame headers, payloads and
+/// base64 groups is reassembled exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_in_odd_pieces() {
+    let server = TestServer::start().await;
+    for proto in [Proto::H1, Proto::H2] {
+        for mode in [Mode::Binary, Mode::Text] {
+            let requests: Vec<StreamingInputCallRequest> = [27, 8, 1_828, 459]
+                .into_iter()
+                .map(|size| StreamingInputCallRequest {
+                    payload: zeros(size),
+                    ..Default::default()
+                })
+                .collect();
+            let body = mode.body(&requests);
+            let mut client = server.client(proto).await;
+            let (tx, request_body) = support::channel_body();
+            let request = client
+                .request(STREAMING_INPUT_CALL, mode)
+                .body(request_body)
+                .unwrap();
+            let feeder = tokio::spawn(async move {
+                for piece in body.chunks(7) {
+                    tx.send(bytes::Bytes::copy_from_slice(piece)).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+            let reply = client.start(request, mode).await.finish().await;
+            feeder.await.unwrap();
+            reply.assert_ok();
+            let response: StreamingInputCallResponse = reply.decode(0);
+            assert_eq!(
+                response.aggregated_payload_size,
+                27 + 8 + 1_828 + 459,
+                "{proto:?} {mode:?}"
+            );
+        }
     }
 }
