@@ -354,3 +354,42 @@ async fn graceful_shutdown_lets_calls_finish() {
     .await;
     assert_eq!(server.observer.counts().completed, 2);
 }
+
+/// A client that gives up in the middle of its upload (client streaming): the handler sees the
+/// cancellation. On HTTP/2 the client resets the stream and keeps the connection; on HTTP/1.1
+/// it closes the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_upload_cancels_the_call() {
+    for (proto, mode) in VARIANTS {
+        let server = TestServer::start().await;
+        let mut client = server.client(proto).await;
+        let keep = (proto == Proto::H2).then(|| client.h2_handle());
+        let (tx, body) = channel_body();
+        tx.send(mode.body(&[StreamingInputCallRequest {
+            payload: zeros(10),
+            ..Default::default()
+        }]))
+        .await
+        .unwrap();
+        let request = client
+            .request(STREAMING_INPUT_CALL, mode)
+            .body(body)
+            .unwrap();
+        let call = tokio::spawn(async move { client.start(request, mode).await.finish().await });
+        server.wait_for(|c| c.started == 1).await;
+        // Drops the response future, the client and (for HTTP/1.1) the connection; the
+        // request body's sender stays alive so the body does not simply end.
+        call.abort();
+        let _ = call.await;
+        let counts = server.wait_for(|c| c.cancelled == 1).await;
+        assert_eq!(counts.completed, 0, "{proto:?} {mode:?}");
+        drop(tx);
+        if let Some(mut same_connection) = keep {
+            same_connection
+                .unary(EMPTY_CALL, mode, &Empty {})
+                .await
+                .assert_ok();
+        }
+        server.assert_serving().await;
+    }
+}
