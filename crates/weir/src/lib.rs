@@ -9,6 +9,9 @@
 //! - [`server`]: a small HTTP/1.1 + HTTP/2 server loop with graceful shutdown, to run such a
 //!   service on a TCP listener, in cleartext or over TLS ([`tls`]).
 //!
+//! - [`proxy::Proxy`]: forwards native gRPC calls, schema-agnostic, to upstream clusters
+//!   (HTTP/2 pools, balancing, deadlines, failures mapped to statuses).
+//!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
 //!
 //! # Example: gRPC-Web for a tonic service
@@ -30,6 +33,7 @@
 pub mod body;
 mod cors;
 pub mod grpc_web;
+pub mod proxy;
 pub mod server;
 mod status;
 pub mod tls;

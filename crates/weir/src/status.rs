@@ -59,6 +59,19 @@ impl Status {
         headers
     }
 
+    /// The status as a native gRPC "Trailers-Only" response: HTTP 200 with the status in the
+    /// headers and no body.
+    pub fn into_response(self) -> http::Response<crate::body::BoxBody> {
+        let mut response = http::Response::new(crate::body::BoxBody::empty());
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        self.write_headers(headers);
+        response
+    }
+
     /// A request frame broke the limits or the framing.
     pub(crate) fn from_request_frame_error(err: &FrameError) -> Self {
         match err {

@@ -1,0 +1,174 @@
+//! Upstream responses on their way back to the client.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header;
+use http::{Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+use weir_codec::Code;
+use weir_codec::content_type::ContentType;
+
+use crate::Status;
+use crate::body::{BoxBody, BoxError};
+
+/// How much of a non-gRPC error page goes into `grpc-message`.
+const SUMMARY_BYTES: usize = 256;
+/// How long to wait for that much of it.
+const SUMMARY_WAIT: Duration = Duration::from_secs(1);
+
+/// Turns the upstream's response into the client's: gRPC responses stream through; anything
+/// else becomes a trailers-only status.
+pub(super) async fn translate(
+    response: Response<Incoming>,
+    deadline: Option<Instant>,
+    cluster: &str,
+) -> Response<BoxBody> {
+    let (mut parts, body) = response.into_parts();
+    let is_grpc = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(ContentType::from_header)
+        .is_some();
+    if parts.status != StatusCode::OK || !is_grpc {
+        if let Some(code) = parts
+            .headers
+            .get("grpc-status")
+            .and_then(|v| Code::from_header(v.as_bytes()))
+        {
+            let message = parts
+                .headers
+                .get("grpc-message")
+                .map(|m| weir_codec::status::decode_message(m.as_bytes()))
+                .unwrap_or_default();
+            return Status::new(code, message).into_response();
+        }
+        let summary = summarize(body).await;
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("no content-type");
+        let status = Status::new(
+            Code::from_http_status(parts.status.as_u16()),
+            format!(
+                "upstream cluster {cluster:?} answered HTTP {} ({content_type}), not gRPC: {summary}",
+                parts.status
+            ),
+        );
+        tracing::warn!(%cluster, http_status = %parts.status, "upstream answered non-gRPC");
+        return status.into_response();
+    }
+    for name in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_LENGTH,
+    ] {
+        parts.headers.remove(name);
+    }
+    let body = UpstreamBody {
+        inner: Some(body),
+        deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+    };
+    Response::from_parts(parts, crate::body::boxed(body))
+}
+
+/// The first bytes of an error page, as one printable line.
+async fn summarize(mut body: Incoming) -> String {
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() < SUMMARY_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(SUMMARY_WAIT, read).await;
+    bytes.truncate(SUMMARY_BYTES);
+    let text = String::from_utf8_lossy(&bytes);
+    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        "empty body".to_owned()
+    } else {
+        line
+    }
+}
+
+/// The upstream's body, ended by a status trailer whatever happens to the upstream.
+struct UpstreamBody {
+    /// Dropped as soon as the call ends, which resets the upstream stream.
+    inner: Option<Incoming>,
+    deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl UpstreamBody {
+    fn end(&mut self, status: &Status) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.inner = None;
+        self.deadline = None;
+        Poll::Ready(Some(Ok(Frame::trailers(status.to_headers()))))
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return this.end(&Status::new(
+                Code::DeadlineExceeded,
+                "deadline (grpc-timeout) exceeded",
+            ));
+        }
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_trailers() {
+                    this.inner = None;
+                    this.deadline = None;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = Box::new(e);
+                let mut status = Status::from_response_body_error(&e);
+                if status.code() == Code::Unavailable {
+                    status = Status::new(
+                        Code::Unavailable,
+                        format!("upstream stream failed: {}", super::error_chain(e.as_ref())),
+                    );
+                }
+                tracing::info!(code = %status.code(), "{}", status.message());
+                this.end(&status)
+            }
+            Poll::Ready(None) => this.end(&Status::new(
+                Code::Internal,
+                "upstream ended its response without a status (no grpc-status trailer)",
+            )),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_none()
+    }
+}
