@@ -33,6 +33,7 @@
 pub mod body;
 mod cors;
 pub mod grpc_web;
+pub mod metrics;
 pub mod proxy;
 pub mod server;
 mod status;
