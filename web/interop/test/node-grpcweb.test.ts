@@ -1,0 +1,273 @@
+// Node suite: @connectrpc/connect-node's gRPC-Web client (binary proto)
+// against each server under test, over HTTP/1.1 and over HTTP/2 (h2c).
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type CallOptions, Code, ConnectError, createClient, decodeBinaryHeader, encodeBinaryHeader, type Client } from "@connectrpc/connect";
+import { createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { TestService, UnimplementedService } from "../src/gen/grpc/testing/test_pb.js";
+import type { StreamingInputCallRequestSchema, StreamingOutputCallRequestSchema, StreamingOutputCallResponse } from "../src/gen/grpc/testing/messages_pb.js";
+import {
+  ECHO_INITIAL_KEY,
+  ECHO_INITIAL_VALUE,
+  ECHO_TRAILING_KEY,
+  ECHO_TRAILING_VALUE,
+  LARGE_REQUEST_SIZE,
+  LARGE_RESPONSE_SIZE,
+  SHORT_DEADLINE_MS,
+  SLEEP_US,
+  SPECIAL_STATUS_MESSAGE,
+  STATUS_MESSAGE,
+  STREAMING_AGGREGATE_SIZE,
+  STREAMING_REQUEST_SIZES,
+  STREAMING_RESPONSE_SIZES,
+} from "../src/interop-constants.js";
+import { AsyncQueue } from "../src/harness/async-queue.js";
+import type { RunningServer } from "../src/harness/server-process.js";
+import { selectedTargets } from "../src/harness/targets.js";
+
+type OutReq = MessageInitShape<typeof StreamingOutputCallRequestSchema>;
+type InReq = MessageInitShape<typeof StreamingInputCallRequestSchema>;
+
+/** Hang guard per test; nothing here measures speed. */
+const CASE_TIMEOUT = { timeout: 30_000 };
+
+const zeros = (n: number) => ({ body: new Uint8Array(n) });
+
+function assertZeroPayload(body: Uint8Array | undefined, size: number, what: string): void {
+  assert.ok(body !== undefined, `${what}: payload missing`);
+  assert.equal(body.length, size, `${what}: payload size`);
+  assert.ok(body.every((b) => b === 0), `${what}: payload must be zero bytes`);
+}
+
+async function expectError(call: Promise<unknown>, code: Code, message?: string): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (e) {
+    const err = ConnectError.from(e);
+    assert.equal(Code[err.code], Code[code], `status code (message: ${JSON.stringify(err.rawMessage)})`);
+    if (message !== undefined) assert.equal(err.rawMessage, message, "status message");
+    return err;
+  }
+  assert.fail(`call succeeded, expected ${Code[code]}`);
+}
+
+async function drain<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of it) out.push(x);
+  return out;
+}
+
+function metadataHeaders(): Record<string, string> {
+  return {
+    [ECHO_INITIAL_KEY]: ECHO_INITIAL_VALUE,
+    [ECHO_TRAILING_KEY]: encodeBinaryHeader(ECHO_TRAILING_VALUE),
+  };
+}
+
+function assertEchoedMetadata(header: Headers | undefined, trailer: Headers | undefined): void {
+  assert.equal(header?.get(ECHO_INITIAL_KEY), ECHO_INITIAL_VALUE, "initial metadata echoed as a response header");
+  const raw = trailer?.get(ECHO_TRAILING_KEY);
+  assert.ok(raw !== null && raw !== undefined, "trailing metadata echoed as a trailer");
+  assert.deepEqual(decodeBinaryHeader(raw), ECHO_TRAILING_VALUE, "trailing binary metadata value");
+}
+
+for (const target of selectedTargets()) {
+  describe(target.name, { skip: target.skip }, () => {
+    let server: RunningServer | undefined;
+    before(async () => {
+      server = await target.start();
+    });
+    after(async () => {
+      await server?.stop();
+    });
+
+    for (const httpVersion of ["1.1", "2"] as const) {
+      describe(`gRPC-Web binary over HTTP/${httpVersion}`, () => {
+        let sessions: Http2SessionManager | undefined;
+        let client: Client<typeof TestService>;
+        let unimplementedClient: Client<typeof UnimplementedService>;
+
+        before(() => {
+          assert.ok(server, "server started");
+          const transport = httpVersion === "2"
+            ? createGrpcWebTransport({
+                baseUrl: server.url,
+                httpVersion,
+                sessionManager: (sessions = new Http2SessionManager(server.url)),
+              })
+            : createGrpcWebTransport({ baseUrl: server.url, httpVersion });
+          client = createClient(TestService, transport);
+          unimplementedClient = createClient(UnimplementedService, transport);
+        });
+        after(() => {
+          sessions?.abort();
+        });
+
+        // connect-style servers refuse bidi streams over HTTP/1.1 (505), and a
+        // full-duplex call cannot be full duplex there anyway. Streaming cases
+        // built on FullDuplexCall therefore use StreamingOutputCall (one
+        // request, a stream of responses) over HTTP/1.1.
+        const bidi = httpVersion === "2";
+        const streamingMethod = bidi ? "FullDuplexCall" : "StreamingOutputCall";
+        function streamingCall(request: OutReq | undefined, options: CallOptions = {}): AsyncIterable<StreamingOutputCallResponse> {
+          if (bidi) {
+            return client.fullDuplexCall(
+              (async function* () {
+                if (request !== undefined) yield request;
+              })(),
+              options,
+            );
+          }
+          return client.streamingOutputCall(request ?? {}, options);
+        }
+
+        test("empty_unary", CASE_TIMEOUT, async () => {
+          const res = await client.emptyCall({});
+          assert.deepEqual(Object.keys(res).filter((k) => k !== "$typeName" && k !== "$unknown"), []);
+        });
+
+        test("large_unary", CASE_TIMEOUT, async () => {
+          const res = await client.unaryCall({ responseSize: LARGE_RESPONSE_SIZE, payload: zeros(LARGE_REQUEST_SIZE) });
+          assertZeroPayload(res.payload?.body, LARGE_RESPONSE_SIZE, "response");
+        });
+
+        test("server_streaming", CASE_TIMEOUT, async () => {
+          const res = await drain(
+            client.streamingOutputCall({ responseParameters: STREAMING_RESPONSE_SIZES.map((size) => ({ size })) }),
+          );
+          assert.deepEqual(res.map((r) => r.payload?.body.length), [...STREAMING_RESPONSE_SIZES]);
+          res.forEach((r, i) => assertZeroPayload(r.payload?.body, STREAMING_RESPONSE_SIZES[i]!, `response ${i}`));
+        });
+
+        test("client_streaming", CASE_TIMEOUT, async () => {
+          async function* requests(): AsyncGenerator<InReq> {
+            for (const size of STREAMING_REQUEST_SIZES) yield { payload: zeros(size) };
+          }
+          const res = await client.streamingInputCall(requests());
+          assert.equal(res.aggregatedPayloadSize, STREAMING_AGGREGATE_SIZE);
+        });
+
+        test("ping_pong", { ...CASE_TIMEOUT, skip: httpVersion === "1.1" ? "full duplex needs HTTP/2" : false }, async () => {
+          const requests = new AsyncQueue<OutReq>();
+          const responses = client.fullDuplexCall(requests)[Symbol.asyncIterator]();
+          try {
+            for (let i = 0; i < STREAMING_REQUEST_SIZES.length; i++) {
+              const size = STREAMING_RESPONSE_SIZES[i]!;
+              requests.push({ responseParameters: [{ size }], payload: zeros(STREAMING_REQUEST_SIZES[i]!) });
+              const r = await responses.next();
+              assert.equal(r.done, false, `response ${i} arrives before the next request is sent`);
+              assertZeroPayload(r.value?.payload?.body, size, `response ${i}`);
+            }
+            requests.close();
+            assert.equal((await responses.next()).done, true, "stream ends after the client finishes");
+          } finally {
+            requests.close();
+          }
+        });
+
+        test(`empty_stream (${streamingMethod})`, CASE_TIMEOUT, async () => {
+          const res = await drain(streamingCall(undefined));
+          assert.equal(res.length, 0);
+        });
+
+        test("custom_metadata (UnaryCall)", CASE_TIMEOUT, async () => {
+          let header: Headers | undefined;
+          let trailer: Headers | undefined;
+          const res = await client.unaryCall(
+            { responseSize: LARGE_RESPONSE_SIZE, payload: zeros(LARGE_REQUEST_SIZE) },
+            { headers: metadataHeaders(), onHeader: (h) => (header = h), onTrailer: (t) => (trailer = t) },
+          );
+          assertZeroPayload(res.payload?.body, LARGE_RESPONSE_SIZE, "response");
+          assertEchoedMetadata(header, trailer);
+        });
+
+        test(`custom_metadata (${streamingMethod})`, CASE_TIMEOUT, async () => {
+          let header: Headers | undefined;
+          let trailer: Headers | undefined;
+          const res = await drain(
+            streamingCall({ responseParameters: [{ size: LARGE_RESPONSE_SIZE }], payload: zeros(LARGE_REQUEST_SIZE) }, {
+              headers: metadataHeaders(),
+              onHeader: (h) => (header = h),
+              onTrailer: (t) => (trailer = t),
+            }),
+          );
+          assert.equal(res.length, 1);
+          assertZeroPayload(res[0]?.payload?.body, LARGE_RESPONSE_SIZE, "response");
+          assertEchoedMetadata(header, trailer);
+        });
+
+        test("status_code_and_message (UnaryCall)", CASE_TIMEOUT, async () => {
+          await expectError(
+            client.unaryCall({ responseStatus: { code: 2, message: STATUS_MESSAGE } }),
+            Code.Unknown,
+            STATUS_MESSAGE,
+          );
+        });
+
+        test(`status_code_and_message (${streamingMethod})`, CASE_TIMEOUT, async () => {
+          await expectError(
+            drain(streamingCall({ responseStatus: { code: 2, message: STATUS_MESSAGE } })),
+            Code.Unknown,
+            STATUS_MESSAGE,
+          );
+        });
+
+        test("special_status_message", CASE_TIMEOUT, async () => {
+          await expectError(
+            client.unaryCall({ responseStatus: { code: 2, message: SPECIAL_STATUS_MESSAGE } }),
+            Code.Unknown,
+            SPECIAL_STATUS_MESSAGE,
+          );
+        });
+
+        test("unimplemented_method", CASE_TIMEOUT, async () => {
+          await expectError(client.unimplementedCall({}), Code.Unimplemented);
+        });
+
+        test("unimplemented_service", CASE_TIMEOUT, async () => {
+          await expectError(unimplementedClient.unimplementedCall({}), Code.Unimplemented);
+        });
+
+        test(`cancel_after_first_response (${streamingMethod})`, CASE_TIMEOUT, async () => {
+          const abort = new AbortController();
+          const requests = new AsyncQueue<OutReq>();
+          // Full duplex needs HTTP/2; over HTTP/1.1 cancel a server stream instead.
+          const stream = bidi
+            ? client.fullDuplexCall(requests, { signal: abort.signal })
+            : client.streamingOutputCall(
+                {
+                  responseParameters: STREAMING_RESPONSE_SIZES.map((size, i) => ({ size, intervalUs: i === 0 ? 0 : SLEEP_US })),
+                },
+                { signal: abort.signal },
+              );
+          requests.push({ responseParameters: [{ size: STREAMING_RESPONSE_SIZES[0] }], payload: zeros(STREAMING_REQUEST_SIZES[0]) });
+          const responses = stream[Symbol.asyncIterator]();
+          try {
+            const first = await responses.next();
+            assert.equal(first.done, false);
+            assertZeroPayload(first.value?.payload?.body, STREAMING_RESPONSE_SIZES[0], "first response");
+            abort.abort();
+            await expectError(responses.next(), Code.Canceled);
+          } finally {
+            requests.close();
+          }
+        });
+
+        test(`timeout_on_sleeping_server (${streamingMethod})`, CASE_TIMEOUT, async () => {
+          const requests = new AsyncQueue<OutReq>();
+          const opts = { timeoutMs: SHORT_DEADLINE_MS };
+          const sleepy = { responseParameters: [{ size: 1, intervalUs: SLEEP_US }], payload: zeros(STREAMING_REQUEST_SIZES[0]) };
+          const stream = bidi ? client.fullDuplexCall(requests, opts) : client.streamingOutputCall(sleepy, opts);
+          requests.push(sleepy);
+          try {
+            await expectError(drain(stream), Code.DeadlineExceeded);
+          } finally {
+            requests.close();
+          }
+        });
+      });
+    }
+  });
+}
