@@ -15,8 +15,9 @@ import { Duplex } from "node:stream";
 import { parseArgs } from "node:util";
 import { realpathSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { cors } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code, ConnectError, cors, createConnectRouter } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { binaryResponseToText, isGrpcWebText, textRequestToBinary } from "./grpc-web-text.js";
 import { registerTestServices } from "./test-service.js";
 import { ECHO_INITIAL_KEY, ECHO_TRAILING_KEY } from "./interop-constants.js";
 
@@ -61,6 +62,33 @@ export function withCors(allowedOrigins: readonly string[], next: Handler): Hand
     }
     res.setHeader("Access-Control-Expose-Headers", EXPOSE_HEADERS);
     next(req, res);
+  };
+}
+
+/**
+ * The TestService handlers (Connect, gRPC, binary gRPC-Web from
+ * connect-node), plus gRPC-Web text mode translated in front of them.
+ */
+export function createGrpcHandler(): Handler {
+  const router = createConnectRouter({ acceptCompression: [compressionGzip, compressionBrotli] });
+  registerTestServices(router);
+  const paths = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  return (req, res) => {
+    const handler = paths.get((req.url ?? "").split("?", 1)[0] ?? "");
+    if (handler === undefined) {
+      res.statusCode = 404;
+      res.end();
+      return;
+    }
+    const text = isGrpcWebText(req.headers["content-type"] ?? null);
+    let uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);
+    if (text) uReq = textRequestToBinary(uReq);
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(text ? binaryResponseToText(uRes) : uRes, res))
+      .catch((reason: unknown) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        console.error(`handler for ${handler.service.typeName}/${handler.method.name} failed`, reason);
+      });
   };
 }
 
@@ -153,8 +181,7 @@ function main(): void {
   const host = listen.slice(0, sep).replace(/^\[(.*)\]$/, "$1");
   const port = Number(listen.slice(sep + 1));
 
-  const grpc = connectNodeAdapter({ routes: registerTestServices });
-  const server = createDualServer(withCors(values["allow-origin"], grpc));
+  const server = createDualServer(withCors(values["allow-origin"], createGrpcHandler()));
   const sockets = new Set<net.Socket>();
   server.on("connection", (s: net.Socket) => {
     sockets.add(s);

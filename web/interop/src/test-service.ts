@@ -48,13 +48,23 @@ function maybeFail(status: EchoStatus | undefined): void {
   }
 }
 
+/** Sleep; if the call ends first (deadline, cancel) end with the call's reason. */
+async function pause(ms: number, signal: AbortSignal): Promise<void> {
+  try {
+    await sleep(ms, undefined, { signal });
+  } catch (e) {
+    if (signal.aborted) throw ConnectError.from(signal.reason);
+    throw e;
+  }
+}
+
 async function* answer(
   params: readonly ResponseParameters[],
   ctx: HandlerContext,
 ): AsyncGenerator<StreamingOutputCallResponse> {
   for (const p of params) {
     if (p.intervalUs > 0) {
-      await sleep(Math.ceil(p.intervalUs / 1000), undefined, { signal: ctx.signal });
+      await pause(Math.ceil(p.intervalUs / 1000), ctx.signal);
     }
     yield create(StreamingOutputCallResponseSchema, { payload: payload(p.size) });
   }
