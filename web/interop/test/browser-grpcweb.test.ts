@@ -68,6 +68,10 @@ function assertOk(out: CallOutcome): void {
 }
 
 for (const target of selectedTargets()) {
+  if (target.unavailable !== undefined) {
+    test(`${target.name} is available`, () => assert.fail(target.unavailable));
+    continue;
+  }
   describe(target.name, { skip: target.skip }, () => {
     let server: RunningServer | undefined;
     let handle: PageHandle | undefined;

@@ -74,6 +74,10 @@ function assertEchoedMetadata(header: Headers | undefined, trailer: Headers | un
 }
 
 for (const target of selectedTargets()) {
+  if (target.unavailable !== undefined) {
+    test(`${target.name} is available`, () => assert.fail(target.unavailable));
+    continue;
+  }
   describe(target.name, { skip: target.skip }, () => {
     let server: RunningServer | undefined;
     before(async () => {
@@ -255,6 +259,21 @@ for (const target of selectedTargets()) {
           }
         });
 
+        test("timeout_on_sleeping_server (deadline enforced by the server)", CASE_TIMEOUT, async () => {
+          // No client-side timer: only the grpc-timeout header, so the
+          // DEADLINE_EXCEEDED status has to come from the server.
+          const err = await expectError(
+            drain(
+              client.streamingOutputCall(
+                { responseParameters: [{ size: 1, intervalUs: SLEEP_US }] },
+                { headers: { "grpc-timeout": `${SHORT_DEADLINE_MS}m` } },
+              ),
+            ),
+            Code.DeadlineExceeded,
+          );
+          assert.ok(err.metadata instanceof Headers);
+        });
+
         test(`timeout_on_sleeping_server (${streamingMethod})`, CASE_TIMEOUT, async () => {
           const requests = new AsyncQueue<OutReq>();
           const opts = { timeoutMs: SHORT_DEADLINE_MS };
@@ -269,5 +288,33 @@ for (const target of selectedTargets()) {
         });
       });
     }
+
+    describe("bad input (raw HTTP/1.1 requests)", () => {
+      const path = "/grpc.testing.TestService/EmptyCall";
+      const emptyFrame = new Uint8Array(5);
+
+      test("GET on a gRPC-Web method is 405", CASE_TIMEOUT, async () => {
+        assert.ok(server);
+        const res = await fetch(server.url + path, {
+          method: "GET",
+          headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+          signal: AbortSignal.timeout(10_000),
+        });
+        await res.arrayBuffer();
+        assert.equal(res.status, 405, `GET ${path}: HTTP ${res.status}`);
+      });
+
+      test("POST with an unknown content type is 415", CASE_TIMEOUT, async () => {
+        assert.ok(server);
+        const res = await fetch(server.url + path, {
+          method: "POST",
+          headers: { "content-type": "text/plain" },
+          body: emptyFrame,
+          signal: AbortSignal.timeout(10_000),
+        });
+        await res.arrayBuffer();
+        assert.equal(res.status, 415, `POST ${path} as text/plain: HTTP ${res.status}`);
+      });
+    });
   });
 }

@@ -16,6 +16,8 @@ export interface Target {
   readonly name: string;
   /** Set when the target must not run; the reason is printed and reported as a skip. */
   readonly skip?: string;
+  /** Set when the target is required but cannot run; suites report it as one failed test. */
+  readonly unavailable?: string;
   start(allowOrigins?: readonly string[]): Promise<RunningServer>;
 }
 
@@ -46,10 +48,12 @@ export function weirTarget(): Target {
   const name = "weir demo";
   if (!existsSync(bin)) {
     if (truthy(process.env.WEIR_REQUIRE)) {
+      const unavailable = `WEIR_REQUIRE is set but the weir binary does not exist: ${bin} (build it, or set WEIR_BIN)`;
       return {
         name,
+        unavailable,
         start() {
-          return Promise.reject(new Error(`WEIR_REQUIRE is set but the weir binary does not exist: ${bin} (build it, or set WEIR_BIN)`));
+          return Promise.reject(new Error(unavailable));
         },
       };
     }
@@ -90,7 +94,7 @@ export function selectedTargets(): Target[] {
     else throw new Error(`INTEROP_TARGETS: unknown target ${JSON.stringify(w)} (known: reference, weir)`);
   }
   for (const t of out) {
-    if (t.skip !== undefined) console.log(`# skipping target ${t.name}: ${t.skip}`);
+    if (t.skip !== undefined) console.log(`skipping target ${t.name}: ${t.skip}`);
   }
   return out;
 }
