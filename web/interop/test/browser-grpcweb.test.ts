@@ -232,12 +232,13 @@ for (const target of selectedTargets()) {
         await closed?.stop();
       });
 
-      test("a server without --allow-origin for the page's origin fails the browser call", CASE_TIMEOUT, async () => {
+      test("a server without --allow-origin for the page's origin fails the browser call", CASE_TIMEOUT, async (t) => {
         assert.ok(closed);
         const page = h();
         const seen = page.console.length;
         for (const format of ["text", "binary"] as const) {
           const out = await unary(page, "TestService/EmptyCall", { baseUrl: closed.url, format });
+          t.diagnostic(`${format}: grpc-web reported code ${out.code} ${JSON.stringify(out.details)}`);
           assert.notEqual(out.code, Status.OK, `${format}: call must fail`);
           assert.equal(out.messages.length, 0, `${format}: no response message`);
         }

@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type CallOptions, Code, ConnectError, createClient, decodeBinaryHeader, encodeBinaryHeader, type Client } from "@connectrpc/connect";
-import { createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { Transport } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { TestService, UnimplementedService } from "../src/gen/grpc/testing/test_pb.js";
 import type { StreamingInputCallRequestSchema, StreamingOutputCallRequestSchema, StreamingOutputCallResponse } from "../src/gen/grpc/testing/messages_pb.js";
@@ -288,6 +289,35 @@ for (const target of selectedTargets()) {
         });
       });
     }
+
+    // Not gRPC-Web, but the same port must speak native gRPC (h2c); the
+    // reference server also speaks the Connect protocol.
+    describe("other protocols on the same port", () => {
+      const protocols: { name: string; only?: string; make: (url: string, s: Http2SessionManager) => Transport }[] = [
+        { name: "native gRPC over HTTP/2", make: (baseUrl, sessionManager) => createGrpcTransport({ baseUrl, sessionManager }) },
+        {
+          name: "Connect over HTTP/1.1",
+          only: "reference (connect-node)",
+          make: (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }),
+        },
+      ];
+      for (const p of protocols) {
+        const skip = p.only !== undefined && p.only !== target.name ? `${target.name} does not serve it` : false;
+        test(`${p.name}: large_unary and server_streaming`, { ...CASE_TIMEOUT, skip }, async () => {
+          assert.ok(server);
+          const sessions = new Http2SessionManager(server.url);
+          try {
+            const c = createClient(TestService, p.make(server.url, sessions));
+            const res = await c.unaryCall({ responseSize: LARGE_RESPONSE_SIZE, payload: zeros(LARGE_REQUEST_SIZE) });
+            assertZeroPayload(res.payload?.body, LARGE_RESPONSE_SIZE, "unary response");
+            const stream = await drain(c.streamingOutputCall({ responseParameters: STREAMING_RESPONSE_SIZES.map((size) => ({ size })) }));
+            assert.deepEqual(stream.map((r) => r.payload?.body.length), [...STREAMING_RESPONSE_SIZES]);
+          } finally {
+            sessions.abort();
+          }
+        });
+      }
+    });
 
     describe("bad input (raw HTTP/1.1 requests)", () => {
       const path = "/grpc.testing.TestService/EmptyCall";
