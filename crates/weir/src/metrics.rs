@@ -110,7 +110,11 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 20))
         });
         let upstream_errors = Family::<UpstreamLabels, Counter>::default();
-        registry.register("calls", "Finished calls by final gRPC status", calls.clone());
+        registry.register(
+            "calls",
+            "Finished calls by final gRPC status",
+            calls.clone(),
+        );
         registry.register("calls_active", "Calls in flight", active.clone());
         registry.register(
             "call_cancellations",
@@ -376,7 +380,10 @@ mod tests {
         record.finish(Code::Ok);
         drop(record);
         let text = metrics.encode();
-        assert!(text.contains(r#"weir_calls_total{service="a.B",method="C",code="OK"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"weir_calls_total{service="a.B",method="C",code="OK"} 1"#),
+            "{text}"
+        );
         assert!(!text.contains("CANCELLED"), "{text}");
         assert!(text.contains("weir_calls_active 0"), "{text}");
     }

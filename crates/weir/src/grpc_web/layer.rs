@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -16,6 +17,8 @@ pub(crate) struct Config {
     pub(crate) max_request_message_size: usize,
     pub(crate) max_response_message_size: usize,
     pub(crate) max_header_list_size: usize,
+    pub(crate) heartbeat_min: Duration,
+    pub(crate) heartbeat_max: Duration,
 }
 
 /// A [`Layer`] that adds gRPC-Web to a gRPC service. See the [module docs](super).
@@ -40,6 +43,8 @@ impl GrpcWebLayer {
                 max_request_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_response_message_size: DEFAULT_MAX_MESSAGE_SIZE,
                 max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
+                heartbeat_min: Duration::from_secs(1),
+                heartbeat_max: Duration::from_secs(300),
             }),
         }
     }
@@ -72,6 +77,16 @@ impl GrpcWebLayer {
     /// answered with `RESOURCE_EXHAUSTED` without calling the service.
     pub fn max_header_list_size(mut self, limit: usize) -> Self {
         self.config_mut().max_header_list_size = limit;
+        self
+    }
+
+    /// Bounds of the heartbeat interval a client may ask for with the `weir-heartbeat`
+    /// request header (default 1 s to 5 min; see `docs/protocol/heartbeat.md`). Requests
+    /// outside the bounds are clamped to them.
+    pub fn heartbeat_bounds(mut self, min: Duration, max: Duration) -> Self {
+        let config = self.config_mut();
+        config.heartbeat_min = min.max(Duration::from_millis(1));
+        config.heartbeat_max = max.max(config.heartbeat_min);
         self
     }
 }

@@ -3,16 +3,17 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use tokio::time::Sleep;
 use weir_codec::Code;
 use weir_codec::content_type::ContentType;
 use weir_codec::frame::FrameDecoder;
-use weir_codec::{text, trailers};
+use weir_codec::{text, timeout, trailers};
 
 use super::{CallFailure, Spliced};
 use crate::Status;
@@ -53,6 +54,7 @@ pub(crate) fn translate<B>(
     failure: CallFailure,
     max_message_size: usize,
     deadline: Option<Pin<Box<Sleep>>>,
+    heartbeat: Option<Duration>,
 ) -> Response<BoxBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -108,12 +110,23 @@ where
         return Response::from_parts(parts, body::empty());
     }
 
+    if let Some(interval) = heartbeat
+        && let Ok(value) = HeaderValue::try_from(timeout::format(interval))
+    {
+        parts
+            .headers
+            .insert(super::service::HEARTBEAT_HEADER, value);
+    }
     let body = ResponseBody {
         inner: Some(body::boxed(inner)),
         frames: FrameDecoder::new(max_message_size),
         encoding,
         failure,
         deadline,
+        heartbeat: heartbeat.map(|interval| Heartbeat {
+            interval,
+            timer: Box::pin(tokio::time::sleep(interval)),
+        }),
     };
     Response::from_parts(parts, body::boxed(body))
 }
@@ -126,13 +139,32 @@ pub(crate) struct ResponseBody {
     encoding: Encoding,
     failure: CallFailure,
     deadline: Option<Pin<Box<Sleep>>>,
+    heartbeat: Option<Heartbeat>,
 }
 
+/// Heartbeats the client asked for: a `0x40` frame whenever the body was idle this long.
+struct Heartbeat {
+    interval: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+/// The heartbeat frame: flags `0x40`, no payload.
+const HEARTBEAT_FRAME: &[u8] = &[0x40, 0, 0, 0, 0];
+
 impl ResponseBody {
+    /// Restarts the idle timer after something went out.
+    fn sent(&mut self) {
+        if let Some(heartbeat) = &mut self.heartbeat {
+            let next = tokio::time::Instant::now() + heartbeat.interval;
+            heartbeat.timer.as_mut().reset(next);
+        }
+    }
+
     /// Ends the call: `pending` frames, then the trailer frame.
     fn finish(&mut self, pending: Option<Bytes>, mut trailers: HeaderMap) -> Bytes {
         self.inner = None;
         self.deadline = None;
+        self.heartbeat = None;
         if let Some(status) = self.failure.get() {
             status.write_headers(&mut trailers);
         }
@@ -179,7 +211,18 @@ impl Body for ResponseBody {
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
             let frame = match Pin::new(inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Idle: a heartbeat, if asked for and due. Frames go out whole, so this is
+                    // always a frame boundary.
+                    if let Some(heartbeat) = &mut this.heartbeat
+                        && heartbeat.timer.as_mut().poll(cx).is_ready()
+                    {
+                        this.sent();
+                        let frame = this.encoding.encode(Bytes::from_static(HEARTBEAT_FRAME));
+                        return Poll::Ready(Some(Ok(Frame::data(frame))));
+                    }
+                    return Poll::Pending;
+                }
                 Poll::Ready(frame) => frame,
             };
             match frame {
@@ -199,6 +242,7 @@ impl Body for ResponseBody {
                             }
                         }
                         if let Some(wire) = spliced.into_bytes() {
+                            this.sent();
                             return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(wire)))));
                         }
                     }

@@ -132,6 +132,16 @@ fn check_headers(headers: &http::HeaderMap, config: &Config) -> Result<Option<Du
         .map_err(|e| Status::new(Code::Internal, e.to_string()))
 }
 
+/// The request header that asks for heartbeats (`docs/protocol/heartbeat.md`).
+pub(crate) const HEARTBEAT_HEADER: &str = "weir-heartbeat";
+
+/// The heartbeat interval a call asked for, clamped to the configured bounds. An invalid
+/// value is ignored, as the specification requires.
+fn parts_heartbeat(headers: &http::HeaderMap, config: &Config) -> Option<Duration> {
+    let asked = timeout::parse(headers.get(HEARTBEAT_HEADER)?.as_bytes()).ok()?;
+    Some(asked.clamp(config.heartbeat_min, config.heartbeat_max))
+}
+
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 impl<S, B, ResBody> Service<Request<B>> for GrpcWebService<S>
@@ -228,8 +238,10 @@ where
                         return Box::pin(async move { Ok(response) });
                     }
                 };
+                let heartbeat = parts_heartbeat(request.headers(), &config);
                 let failure = CallFailure::default();
                 let (mut parts, body) = request.into_parts();
+                parts.headers.remove(HEARTBEAT_HEADER);
                 for name in [
                     header::CONNECTION,
                     header::TE,
@@ -274,8 +286,14 @@ where
                             }
                         }
                     };
-                    let response =
-                        response::translate(response, encoding, failure, max_response, deadline);
+                    let response = response::translate(
+                        response,
+                        encoding,
+                        failure,
+                        max_response,
+                        deadline,
+                        heartbeat,
+                    );
                     Ok(decorate(response))
                 })
             }

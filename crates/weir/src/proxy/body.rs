@@ -12,11 +12,15 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
 use weir_codec::content_type::ContentType;
 
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
+use crate::metrics::{Metrics, UpstreamError};
+use std::sync::Arc;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// How much of a non-gRPC error page goes into `grpc-message`.
 const SUMMARY_BYTES: usize = 256;
@@ -25,11 +29,16 @@ const SUMMARY_WAIT: Duration = Duration::from_secs(1);
 
 /// Turns the upstream's response into the client's: gRPC responses stream through; anything
 /// else becomes a trailers-only status.
-pub(super) async fn translate(
-    response: Response<Incoming>,
-    deadline: Option<Instant>,
-    cluster: &str,
-) -> Response<BoxBody> {
+/// What can end an upstream call besides the upstream itself.
+pub(super) struct Ends {
+    pub(super) deadline: Option<Instant>,
+    pub(super) drain: CancellationToken,
+    pub(super) metrics: Option<Metrics>,
+    pub(super) cluster: Arc<str>,
+}
+
+pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Response<BoxBody> {
+    let cluster = &*ends.cluster;
     let (mut parts, body) = response.into_parts();
     let is_grpc = parts
         .headers
@@ -63,6 +72,9 @@ pub(super) async fn translate(
             ),
         );
         tracing::warn!(%cluster, http_status = %parts.status, "upstream answered non-gRPC");
+        if let Some(metrics) = &ends.metrics {
+            metrics.upstream_error(cluster, UpstreamError::NonGrpc);
+        }
         return status.into_response();
     }
     for name in [
@@ -74,7 +86,10 @@ pub(super) async fn translate(
     }
     let body = UpstreamBody {
         inner: Some(body),
-        deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        deadline: ends.deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+        drain: Box::pin(ends.drain.cancelled_owned()),
+        metrics: ends.metrics,
+        cluster: ends.cluster,
     };
     Response::from_parts(parts, crate::body::boxed(body))
 }
@@ -110,6 +125,9 @@ struct UpstreamBody {
     /// Dropped as soon as the call ends, which resets the upstream stream.
     inner: Option<Incoming>,
     deadline: Option<Pin<Box<Sleep>>>,
+    drain: Pin<Box<WaitForCancellationFutureOwned>>,
+    metrics: Option<Metrics>,
+    cluster: Arc<str>,
 }
 
 impl UpstreamBody {
@@ -140,6 +158,12 @@ impl Body for UpstreamBody {
                 "deadline (grpc-timeout) exceeded",
             ));
         }
+        if this.drain.as_mut().poll(cx).is_ready() {
+            return this.end(&Status::new(
+                Code::Unavailable,
+                "the gateway is shutting down; retry the call",
+            ));
+        }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(frame))) => {
@@ -158,7 +182,12 @@ impl Body for UpstreamBody {
                         format!("upstream stream failed: {}", super::error_chain(e.as_ref())),
                     );
                 }
-                tracing::info!(code = %status.code(), "{}", status.message());
+                tracing::info!(cluster = %this.cluster, code = %status.code(), "{}", status.message());
+                if let Some(metrics) = &this.metrics
+                    && status.code() != Code::Cancelled
+                {
+                    metrics.upstream_error(&this.cluster, UpstreamError::Reset);
+                }
                 this.end(&status)
             }
             Poll::Ready(None) => this.end(&Status::new(

@@ -51,7 +51,9 @@ pub use cluster::ClusterConfig;
 
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
+use crate::metrics::{Metrics, UpstreamError};
 use cluster::Cluster;
+use tokio_util::sync::CancellationToken;
 
 /// Builds a [`Proxy`].
 #[derive(Debug, Default)]
@@ -59,6 +61,8 @@ pub struct ProxyBuilder {
     clusters: Vec<ClusterConfig>,
     routes: Vec<(String, String)>,
     max_timeout: Option<Duration>,
+    metrics: Option<Metrics>,
+    drain: Option<CancellationToken>,
 }
 
 impl ProxyBuilder {
@@ -79,6 +83,20 @@ impl ProxyBuilder {
     /// A call without `grpc-timeout` gets this deadline; a longer one is shortened to it.
     pub fn max_timeout(mut self, max: Option<Duration>) -> Self {
         self.max_timeout = max;
+        self
+    }
+
+    /// Counts upstream failures in these metrics.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// When this token is cancelled, every call still streaming ends with `UNAVAILABLE`
+    /// ("the gateway is shutting down") and its upstream stream is cancelled: the end of a
+    /// graceful shutdown's grace period.
+    pub fn drain(mut self, token: CancellationToken) -> Self {
+        self.drain = Some(token);
         self
     }
 
@@ -117,6 +135,8 @@ impl ProxyBuilder {
                 routes,
                 fallback,
                 max_timeout: self.max_timeout,
+                metrics: self.metrics,
+                drain: self.drain.unwrap_or_default(),
             }),
         })
     }
@@ -127,6 +147,8 @@ struct Inner {
     routes: HashMap<String, Cluster>,
     fallback: Option<Cluster>,
     max_timeout: Option<Duration>,
+    metrics: Option<Metrics>,
+    drain: CancellationToken,
 }
 
 /// Forwards native gRPC calls to upstream clusters. See the [module docs](self).
@@ -185,6 +207,7 @@ where
         };
         headers::sanitize_request(&mut parts.headers);
         let deadline = timeout.map(|t| received + t);
+        let inner = self.inner.clone();
         Box::pin(async move {
             if let Some(deadline) = deadline {
                 headers::set_timeout(
@@ -208,8 +231,19 @@ where
                 },
             };
             match response {
-                Ok(response) => Ok(body::translate(response, deadline, &cluster.name).await),
+                Ok(response) => {
+                    let ends = body::Ends {
+                        deadline,
+                        drain: inner.drain.clone(),
+                        metrics: inner.metrics.clone(),
+                        cluster: cluster.name.clone(),
+                    };
+                    Ok(body::translate(response, ends).await)
+                }
                 Err(e) => {
+                    if let Some(metrics) = &inner.metrics {
+                        metrics.upstream_error(&cluster.name, UpstreamError::Connect);
+                    }
                     let status = Status::new(
                         Code::Unavailable,
                         format!(

@@ -1,0 +1,351 @@
+//! The gateway's configuration file (`weir serve --config weir.toml`).
+//!
+//! The file is a versioned contract with operators: unknown keys are errors, and every key has
+//! a safe default. `weir.example.toml` at the repository root documents every key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Config {
+    /// Format version of this file; only 1 exists.
+    #[serde(default = "one")]
+    pub(crate) version: u32,
+    #[serde(default, rename = "listener")]
+    pub(crate) listeners: Vec<Listener>,
+    #[serde(default)]
+    pub(crate) admin: Option<Admin>,
+    #[serde(default)]
+    pub(crate) cors: Cors,
+    #[serde(default)]
+    pub(crate) limits: Limits,
+    #[serde(default)]
+    pub(crate) timeouts: Timeouts,
+    #[serde(default)]
+    pub(crate) keepalive: Keepalive,
+    #[serde(default)]
+    pub(crate) clusters: BTreeMap<String, Cluster>,
+    /// Fully qualified service name (or `*`) → cluster name.
+    #[serde(default)]
+    pub(crate) routes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) log: Log,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Listener {
+    pub(crate) address: SocketAddr,
+    #[serde(default)]
+    pub(crate) tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerTls {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Admin {
+    pub(crate) address: SocketAddr,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cors {
+    #[serde(default)]
+    pub(crate) allow_origins: Vec<String>,
+    #[serde(default)]
+    pub(crate) allow_credentials: bool,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) max_age: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Limits {
+    pub(crate) max_request_message_size: usize,
+    pub(crate) max_response_message_size: usize,
+    pub(crate) max_header_list_size: u32,
+    pub(crate) max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_message_size: 4 * 1024 * 1024,
+            max_response_message_size: 4 * 1024 * 1024,
+            max_header_list_size: 16 * 1024,
+            max_concurrent_streams: 200,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Timeouts {
+    /// Longest deadline a call may have; calls without `grpc-timeout` get it too.
+    #[serde(with = "humantime_serde")]
+    pub(crate) max_call: Option<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub(crate) header_read: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            max_call: None,
+            header_read: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Keepalive {
+    /// HTTP/2 PING interval to clients; `0s` turns pings off.
+    #[serde(with = "humantime_serde")]
+    pub(crate) client_ping_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) client_ping_timeout: Duration,
+    /// Bounds of the heartbeat interval clients may ask for.
+    #[serde(with = "humantime_serde")]
+    pub(crate) heartbeat_min_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub(crate) heartbeat_max_interval: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            client_ping_interval: Duration::from_secs(30),
+            client_ping_timeout: Duration::from_secs(20),
+            heartbeat_min_interval: Duration::from_secs(1),
+            heartbeat_max_interval: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Cluster {
+    /// `http://host:port` (h2c) or `https://host:port` (TLS, ALPN h2).
+    pub(crate) addresses: Vec<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) resolve_interval: Option<Duration>,
+    /// HTTP/2 PING interval to the upstream; `0s` turns pings off.
+    #[serde(default, with = "humantime_serde")]
+    pub(crate) ping_interval: Option<Duration>,
+    /// PEM file of CA certificates for `https` addresses (default: the system's roots).
+    #[serde(default)]
+    pub(crate) ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct Log {
+    pub(crate) format: LogFormat,
+    /// A tracing filter such as `info` or `weir=debug,info`.
+    pub(crate) level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A parsed upstream address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Upstream {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Upstream {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let uri: http::Uri = text
+            .parse()
+            .map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(format!("{text:?}: the scheme must be http (h2c) or https (TLS)")),
+        };
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!("{text:?}: an upstream address has no path"));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("{text:?}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Upstream { tls, host, port })
+    }
+}
+
+impl Config {
+    /// Reads and checks a file; errors name the file and the offending key.
+    pub(crate) fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+        config
+            .validate()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.version != 1 {
+            return Err(format!("version: {} is not supported (only 1)", self.version));
+        }
+        if self.listeners.is_empty() {
+            return Err("listener: at least one [[listener]] is required".to_owned());
+        }
+        if self.clusters.is_empty() {
+            return Err("clusters: at least one [clusters.NAME] is required".to_owned());
+        }
+        for (name, cluster) in &self.clusters {
+            if cluster.addresses.is_empty() {
+                return Err(format!("clusters.{name}.addresses: empty"));
+            }
+            let mut schemes = std::collections::HashSet::new();
+            for address in &cluster.addresses {
+                let upstream = Upstream::parse(address)
+                    .map_err(|e| format!("clusters.{name}.addresses: {e}"))?;
+                schemes.insert(upstream.tls);
+            }
+            if schemes.len() > 1 {
+                return Err(format!(
+                    "clusters.{name}.addresses: mixes http and https; use one scheme per cluster"
+                ));
+            }
+        }
+        if self.routes.is_empty() {
+            return Err("routes: at least one route is required (\"*\" = \"cluster\" routes everything)".to_owned());
+        }
+        for (service, cluster) in &self.routes {
+            if !self.clusters.contains_key(cluster) {
+                return Err(format!(
+                    "routes.\"{service}\": names cluster {cluster:?}, which is not defined under [clusters]"
+                ));
+            }
+            if service != "*" && (service.is_empty() || service.contains('/')) {
+                return Err(format!(
+                    "routes.\"{service}\": expected a fully qualified service name such as grpc.testing.TestService, or \"*\""
+                ));
+            }
+        }
+        for origin in &self.cors.allow_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(format!(
+                    "cors.allow_origins: {origin:?} is not an origin like https://app.example.com"
+                ));
+            }
+        }
+        if self.keepalive.heartbeat_min_interval > self.keepalive.heartbeat_max_interval {
+            return Err("keepalive.heartbeat_min_interval: larger than heartbeat_max_interval".to_owned());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    const MINIMAL: &str = r#"
+        [[listener]]
+        address = "127.0.0.1:8080"
+        [clusters.backend]
+        addresses = ["http://127.0.0.1:50051"]
+        [routes]
+        "*" = "backend"
+    "#;
+
+    #[test]
+    fn minimal_file_gets_safe_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.limits.max_request_message_size, 4 * 1024 * 1024);
+        assert!(config.cors.allow_origins.is_empty());
+        assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../../../weir.example.toml");
+        parse(text).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let unknown = format!("{MINIMAL}\n[limits]\nmax_mesage_size = 1\n");
+        let err = parse(&unknown).unwrap_err();
+        assert!(err.contains("max_mesage_size"), "{err}");
+
+        let bad_route = MINIMAL.replace(r#""*" = "backend""#, r#""*" = "nope""#);
+        let err = parse(&bad_route).unwrap_err();
+        assert!(err.contains("routes.\"*\"") && err.contains("nope"), "{err}");
+
+        let bad_addr = MINIMAL.replace("http://127.0.0.1:50051", "ftp://x");
+        let err = parse(&bad_addr).unwrap_err();
+        assert!(err.contains("clusters.backend.addresses"), "{err}");
+
+        let bad_duration = format!("{MINIMAL}\n[timeouts]\nmax_call = \"5 parsecs\"\n");
+        let err = parse(&bad_duration).unwrap_err();
+        assert!(err.contains("max_call"), "{err}");
+    }
+
+    #[test]
+    fn upstream_urls() {
+        assert_eq!(
+            Upstream::parse("http://localhost:50051").unwrap(),
+            Upstream { tls: false, host: "localhost".into(), port: 50051 }
+        );
+        assert_eq!(Upstream::parse("https://api.example").unwrap().port, 443);
+        assert_eq!(Upstream::parse("http://[::1]:1").unwrap().host, "::1");
+        assert!(Upstream::parse("127.0.0.1:50051").is_err());
+        assert!(Upstream::parse("http://h:1/path").is_err());
+    }
+}
