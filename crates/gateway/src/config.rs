@@ -201,7 +201,11 @@ impl Upstream {
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("{text:?}: the scheme must be http (h2c) or https (TLS)")),
+            _ => {
+                return Err(format!(
+                    "{text:?}: the scheme must be http (h2c) or https (TLS)"
+                ));
+            }
         };
         if uri.path() != "/" && !uri.path().is_empty() {
             return Err(format!("{text:?}: an upstream address has no path"));
@@ -232,7 +236,10 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), String> {
         if self.version != 1 {
-            return Err(format!("version: {} is not supported (only 1)", self.version));
+            return Err(format!(
+                "version: {} is not supported (only 1)",
+                self.version
+            ));
         }
         if self.listeners.is_empty() {
             return Err("listener: at least one [[listener]] is required".to_owned());
@@ -257,7 +264,10 @@ impl Config {
             }
         }
         if self.routes.is_empty() {
-            return Err("routes: at least one route is required (\"*\" = \"cluster\" routes everything)".to_owned());
+            return Err(
+                "routes: at least one route is required (\"*\" = \"cluster\" routes everything)"
+                    .to_owned(),
+            );
         }
         for (service, cluster) in &self.routes {
             if !self.clusters.contains_key(cluster) {
@@ -279,7 +289,9 @@ impl Config {
             }
         }
         if self.keepalive.heartbeat_min_interval > self.keepalive.heartbeat_max_interval {
-            return Err("keepalive.heartbeat_min_interval: larger than heartbeat_max_interval".to_owned());
+            return Err(
+                "keepalive.heartbeat_min_interval: larger than heartbeat_max_interval".to_owned(),
+            );
         }
         Ok(())
     }
@@ -326,7 +338,10 @@ mod tests {
 
         let bad_route = MINIMAL.replace(r#""*" = "backend""#, r#""*" = "nope""#);
         let err = parse(&bad_route).unwrap_err();
-        assert!(err.contains("routes.\"*\"") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("routes.\"*\"") && err.contains("nope"),
+            "{err}"
+        );
 
         let bad_addr = MINIMAL.replace("http://127.0.0.1:50051", "ftp://x");
         let err = parse(&bad_addr).unwrap_err();
@@ -341,7 +356,11 @@ mod tests {
     fn upstream_urls() {
         assert_eq!(
             Upstream::parse("http://localhost:50051").unwrap(),
-            Upstream { tls: false, host: "localhost".into(), port: 50051 }
+            Upstream {
+                tls: false,
+                host: "localhost".into(),
+                port: 50051
+            }
         );
         assert_eq!(Upstream::parse("https://api.example").unwrap().port, 443);
         assert_eq!(Upstream::parse("http://[::1]:1").unwrap().host, "::1");

@@ -1,38 +1,53 @@
-//! `weir demo`: the interop TestService in-process behind the gRPC-Web layer.
+//! `weir demo`: the gateway with the interop TestService as its in-process backend.
+//!
+//! The TestService runs in this process on a private loopback port, and the gateway proxies
+//! to it exactly as it would to any upstream: the demo exercises the production code path.
 
-use std::io::Write as _;
 use std::net::SocketAddr;
 
-use tower_layer::Layer as _;
-use weir::Cors;
-use weir::grpc_web::GrpcWebLayer;
+use tokio_util::sync::CancellationToken;
 
-use crate::site::Site;
+use crate::config::Config;
+use crate::site::DEMO_PAGE;
 
 pub(crate) async fn run(
     listen: SocketAddr,
-    allow_origins: &[String],
-) -> Result<(), Box<dyn std::error::Error>> {
-    let mut cors = Cors::default();
-    for origin in allow_origins {
-        cors = cors
-            .allow_origin(origin)
-            .map_err(|e| format!("--allow-origin {origin:?}: {e}"))?;
-    }
-    let service = Site::new(
-        GrpcWebLayer::new()
-            .cors(cors)
-            .layer(weir_testservice::service()),
-    );
-    let listener = tokio::net::TcpListener::bind(listen)
+    allow_origins: Vec<String>,
+    admin: Option<SocketAddr>,
+) -> Result<(), String> {
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let addr = listener.local_addr()?;
-    println!("weir demo: listening on http://{addr} (gRPC-Web and gRPC; HTTP/1.1 and h2c)");
-    std::io::stdout().flush()?;
-    tracing::info!(%addr, origins = ?allow_origins, "serving the interop TestService");
-    weir::server::Server::new()
-        .serve(listener, service, crate::shutdown_signal())
-        .await;
-    Ok(())
+        .map_err(|e| format!("cannot start the in-process TestService: {e}"))?;
+    let backend_addr = backend.local_addr().map_err(|e| e.to_string())?;
+    let stop_backend = CancellationToken::new();
+    let backend_task = tokio::spawn({
+        let stop = stop_backend.clone().cancelled_owned();
+        async move {
+            weir::server::Server::new()
+                .serve(backend, weir_testservice::service(), stop)
+                .await;
+        }
+    });
+
+    let mut text = format!(
+        "[[listener]]\naddress = \"{listen}\"\n[clusters.testservice]\naddresses = [\"http://{backend_addr}\"]\n[routes]\n\"*\" = \"testservice\"\n"
+    );
+    if let Some(admin) = admin {
+        text.push_str(&format!("[admin]\naddress = \"{admin}\"\n"));
+    }
+    let mut config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+    config.cors.allow_origins = allow_origins;
+    config.validate()?;
+    tracing::info!(backend = %backend_addr, "in-process TestService started");
+
+    let result = crate::gateway::run(
+        config,
+        Some(DEMO_PAGE),
+        "weir demo",
+        crate::shutdown_signal(),
+    )
+    .await;
+    stop_backend.cancel();
+    let _ = backend_task.await;
+    result
 }

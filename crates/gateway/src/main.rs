@@ -1,46 +1,85 @@
 //! `weir`: gRPC for the browser with every kind of streaming.
 //!
-//! The binary is wiring only: command line, logging, listeners. Everything a Rust user might
-//! embed lives in the `weir` library.
+//! The binary is wiring only: command line, configuration, logging, listeners. Everything a
+//! Rust user might embed lives in the `weir` library.
 
+mod admin;
+mod config;
 mod demo;
+mod gateway;
 mod site;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use config::LogFormat;
 
 /// gRPC for the browser with every kind of streaming.
 ///
-/// weir puts gRPC services on the web: gRPC-Web (binary and text, HTTP/1.1 and HTTP/2) and
-/// native gRPC on one port.
+/// weir puts gRPC services on the web: browsers call them with gRPC-Web (binary and text,
+/// HTTP/1.1 and HTTP/2, unary and every kind of streaming), and native gRPC clients use the
+/// same port.
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, propagate_version = true)]
+#[command(name = "weir", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "WEIR_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// Log format (overrides the config file's [log] format).
+    #[arg(long, value_enum, global = true, env = "WEIR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Put gRPC servers on the web: a gateway in front of upstream gRPC servers.
+    ///
+    /// Either give a config file (see weir.example.toml) or the quick flags for one upstream:
+    ///
+    ///   weir serve --listen 127.0.0.1:8080 --upstream http://127.0.0.1:50051 --allow-origin http://localhost:3000
+    ///
+    /// Stop it with Ctrl-C or SIGTERM: it stops accepting, lets calls finish within the grace
+    /// period, then ends the rest with UNAVAILABLE.
+    #[command(verbatim_doc_comment)]
+    Serve(ServeArgs),
     /// Serve the gRPC interop TestService in-process, with a page that explains what it is.
     ///
-    /// The service answers gRPC-Web and native gRPC over HTTP/1.1 and cleartext HTTP/2 on the
-    /// same port. Stop it with Ctrl-C or SIGTERM.
+    /// It is the gateway with an in-process backend: gRPC-Web and native gRPC over HTTP/1.1
+    /// and cleartext HTTP/2 on one port. Stop it with Ctrl-C or SIGTERM.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML). Conflicts with the quick flags.
+    #[arg(long, short, value_name = "FILE", conflicts_with_all = ["listen", "upstreams", "admin_listen", "max_timeout"])]
+    config: Option<PathBuf>,
+
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+
+    /// Upstream gRPC server, http://HOST:PORT (cleartext HTTP/2) or https://HOST:PORT (TLS).
+    /// Repeat for several addresses of one service; every gRPC service is routed to them.
+    #[arg(long = "upstream", value_name = "URL")]
+    upstreams: Vec<String>,
+
+    /// Origin allowed to call cross-origin (repeatable; `*` allows every origin). With
+    /// --config, added to the file's cors.allow_origins.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+
+    /// Address of the admin listener (/metrics, /healthz).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+
+    /// Longest deadline of any call, e.g. 5m; calls without grpc-timeout get it.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    max_timeout: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,10 +92,15 @@ struct DemoArgs {
     /// every origin). Without it only same-origin pages and non-browser clients may call.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+
+    /// Address of the admin listener (/metrics, /healthz).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -67,9 +111,57 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
+    let mut config = match args.config {
+        Some(path) => config::Config::load(&path)?,
+        None => {
+            let listen = args
+                .listen
+                .ok_or("give --config FILE, or --listen ADDR with at least one --upstream URL")?;
+            if args.upstreams.is_empty() {
+                return Err(
+                    "--upstream URL is required with --listen (or use --config FILE)".into(),
+                );
+            }
+            let text = quick_config(listen, &args.upstreams, args.admin_listen, args.max_timeout);
+            let config: config::Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+            config
+                .validate()
+                .map_err(|e| e.replace("clusters.upstream.addresses", "--upstream"))?;
+            config
+        }
+    };
+    config.cors.allow_origins.extend(args.allow_origins);
+    config.validate()?;
+    Ok(config)
+}
+
+/// The config file the quick flags stand for.
+fn quick_config(
+    listen: SocketAddr,
+    upstreams: &[String],
+    admin: Option<SocketAddr>,
+    max_timeout: Option<Duration>,
+) -> String {
+    let addresses: Vec<String> = upstreams.iter().map(|u| format!("{u:?}")).collect();
+    let mut text = format!(
+        "[[listener]]\naddress = \"{listen}\"\n[clusters.upstream]\naddresses = [{}]\n[routes]\n\"*\" = \"upstream\"\n",
+        addresses.join(", ")
+    );
+    if let Some(admin) = admin {
+        text.push_str(&format!("[admin]\naddress = \"{admin}\"\n"));
+    }
+    if let Some(max) = max_timeout {
+        text.push_str(&format!(
+            "[timeouts]\nmax_call = \"{}\"\n",
+            humantime::format_duration(max)
+        ));
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,11 +172,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => demo::run(args.listen, &args.allow_origins).await,
+    let result = match cli.command {
+        Command::Serve(args) => match serve_config(args) {
+            Ok(config) => {
+                init_logging(
+                    cli.log_format.unwrap_or(config.log.format),
+                    &config.log.level,
+                );
+                runtime.block_on(gateway::run(config, None, "weir serve", shutdown_signal()))
+            }
+            Err(e) => Err(e),
+        },
+        Command::Demo(args) => {
+            init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
+            runtime.block_on(demo::run(
+                args.listen,
+                args.allow_origins,
+                args.admin_listen,
+            ))
         }
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -120,5 +227,4 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
 }

@@ -7,17 +7,20 @@ use http::{Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 use weir::body::BoxBody;
 
-const INDEX_HTML: &str = include_str!("assets/index.html");
+/// The demo's page.
+pub(crate) const DEMO_PAGE: &str = include_str!("assets/index.html");
 
-/// Serves `GET /` itself and hands everything else to the inner service.
+/// Serves a page at `GET /` (when there is one) and hands everything else to the inner
+/// service.
 #[derive(Debug, Clone)]
 pub(crate) struct Site<S> {
+    page: Option<&'static str>,
     inner: S,
 }
 
 impl<S> Site<S> {
-    pub(crate) fn new(inner: S) -> Self {
-        Site { inner }
+    pub(crate) fn new(page: Option<&'static str>, inner: S) -> Self {
+        Site { page, inner }
     }
 }
 
@@ -36,15 +39,16 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let is_page =
-            matches!(*request.method(), Method::GET | Method::HEAD) && request.uri().path() == "/";
-        if !is_page {
+        let page = self.page.filter(|_| {
+            matches!(*request.method(), Method::GET | Method::HEAD) && request.uri().path() == "/"
+        });
+        let Some(page) = page else {
             return Either::Left(self.inner.call(request));
-        }
+        };
         let mut response = Response::new(if request.method() == Method::HEAD {
             BoxBody::empty()
         } else {
-            BoxBody::full(INDEX_HTML)
+            BoxBody::full(page)
         });
         *response.status_mut() = StatusCode::OK;
         response.headers_mut().insert(

@@ -72,6 +72,21 @@ impl Server {
         self
     }
 
+    /// HTTP/2 PINGs to clients every `interval` (`None`: none); a connection whose PING is
+    /// not answered within `timeout` is closed.
+    pub fn keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.keep_alive_interval = interval;
+        self.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send its request head (HTTP/1.1) or, over TLS, to
+    /// finish the handshake.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
     /// How long calls may run on after shutdown starts before their connections are cut.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace_period = grace;

@@ -1,0 +1,206 @@
+//! Wiring a configuration into listeners: one code path for `weir serve` and `weir demo`.
+//!
+//! Per listener: [`Site`] (only with a page) → gRPC-Web layer (CORS, limits, heartbeats) →
+//! metrics → upstream proxy.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_layer::Layer as _;
+use weir::Cors;
+use weir::grpc_web::GrpcWebLayer;
+use weir::metrics::Metrics;
+use weir::proxy::{ClusterConfig, Proxy};
+use weir::server::Server;
+
+use crate::admin::Admin;
+use crate::config::{Config, Upstream};
+use crate::site::Site;
+
+/// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
+const FLUSH_TIME: Duration = Duration::from_secs(2);
+
+/// Runs the gateway until `shutdown` completes, then shuts down gracefully.
+///
+/// `page` is served at `GET /` (the demo's page). `label` prefixes the lines printed on
+/// stdout (`weir serve: listening on http://...`).
+pub(crate) async fn run(
+    config: Config,
+    page: Option<&'static str>,
+    label: &str,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let metrics = Metrics::new();
+    let drain = CancellationToken::new();
+    let draining = Arc::new(AtomicBool::new(false));
+
+    let mut proxy = Proxy::builder()
+        .max_timeout(config.timeouts.max_call)
+        .metrics(metrics.clone())
+        .drain(drain.clone());
+    for (name, cluster) in &config.clusters {
+        proxy = proxy.cluster(cluster_config(name, cluster)?);
+    }
+    for (service, cluster) in &config.routes {
+        proxy = proxy.route(service, cluster);
+    }
+    let proxy = proxy.build().map_err(|e| e.to_string())?;
+
+    let mut cors = Cors::default().allow_credentials(config.cors.allow_credentials);
+    if let Some(max_age) = config.cors.max_age {
+        cors = cors.max_age(max_age);
+    }
+    for origin in &config.cors.allow_origins {
+        cors = cors
+            .allow_origin(origin)
+            .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
+    }
+    let grpc_web = GrpcWebLayer::new()
+        .cors(cors)
+        .max_request_message_size(config.limits.max_request_message_size)
+        .max_response_message_size(config.limits.max_response_message_size)
+        .max_header_list_size(config.limits.max_header_list_size as usize)
+        .heartbeat_bounds(
+            config.keepalive.heartbeat_min_interval,
+            config.keepalive.heartbeat_max_interval,
+        );
+    let service = Site::new(page, grpc_web.layer(metrics.layer().layer(proxy)));
+
+    let ping = (!config.keepalive.client_ping_interval.is_zero())
+        .then_some(config.keepalive.client_ping_interval);
+    let server = Server::new()
+        .max_header_list_size(config.limits.max_header_list_size)
+        .max_concurrent_streams(config.limits.max_concurrent_streams)
+        .keep_alive(ping, config.keepalive.client_ping_timeout)
+        .header_read_timeout(config.timeouts.header_read)
+        .grace_period(config.timeouts.shutdown_grace + FLUSH_TIME);
+
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    for listener in &config.listeners {
+        let tcp = tokio::net::TcpListener::bind(listener.address)
+            .await
+            .map_err(|e| format!("listener {}: cannot listen: {e}", listener.address))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        let server = server.clone();
+        let service = service.clone();
+        let stop = stop.clone().cancelled_owned();
+        match &listener.tls {
+            Some(tls) => {
+                let tls = weir::tls::server_config_from_pem_files(&tls.cert, &tls.key)
+                    .map_err(|e| format!("listener {}: tls: {e}", listener.address))?;
+                announce(label, &format!("listening on https://{addr}"))?;
+                tasks.spawn(async move { server.serve_tls(tcp, tls, service, stop).await });
+            }
+            None => {
+                announce(label, &format!("listening on http://{addr}"))?;
+                tasks.spawn(async move { server.serve(tcp, service, stop).await });
+            }
+        }
+    }
+    if let Some(admin) = &config.admin {
+        let tcp = tokio::net::TcpListener::bind(admin.address)
+            .await
+            .map_err(|e| format!("admin {}: cannot listen: {e}", admin.address))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        announce(label, &format!("admin on http://{addr}"))?;
+        let admin = Admin::new(metrics.clone(), draining.clone());
+        let stop = stop.clone().cancelled_owned();
+        let server = Server::new().grace_period(Duration::from_secs(1));
+        tasks.spawn(async move { server.serve(tcp, admin, stop).await });
+    }
+
+    shutdown.await;
+    let grace = config.timeouts.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections; open calls may finish"
+    );
+    draining.store(true, Ordering::Relaxed);
+    stop.cancel();
+    let drain_later = drain.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        tracing::info!("grace period over; ending the remaining calls with UNAVAILABLE");
+        drain_later.cancel();
+    });
+    while tasks.join_next().await.is_some() {}
+    drain.cancel();
+    Ok(())
+}
+
+fn announce(label: &str, line: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{label}: {line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+fn cluster_config(name: &str, cluster: &crate::config::Cluster) -> Result<ClusterConfig, String> {
+    let mut config = ClusterConfig::new(name);
+    let mut tls = false;
+    for address in &cluster.addresses {
+        let upstream =
+            Upstream::parse(address).map_err(|e| format!("clusters.{name}.addresses: {e}"))?;
+        tls = upstream.tls;
+        config = config.address(upstream.host, upstream.port);
+    }
+    if tls {
+        config = config.tls(
+            client_tls(cluster.ca.as_deref()).map_err(|e| format!("clusters.{name}.ca: {e}"))?,
+        );
+    }
+    if let Some(timeout) = cluster.connect_timeout {
+        config = config.connect_timeout(timeout);
+    }
+    if let Some(interval) = cluster.resolve_interval {
+        config = config.resolve_interval(interval);
+    }
+    if let Some(interval) = cluster.ping_interval {
+        config = config.keep_alive(
+            (!interval.is_zero()).then_some(interval),
+            Duration::from_secs(20),
+        );
+    }
+    Ok(config)
+}
+
+/// TLS to upstreams: the given CA file, or the system's roots.
+fn client_tls(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            for cert in native.certs {
+                // A system store may hold certificates rustls cannot use; skip those.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
