@@ -157,6 +157,36 @@ impl Cors {
     }
 }
 
+/// The CORS policy applied where no HTTP request exists: a WebTransport session's `Origin`
+/// and authority.
+#[derive(Debug, Clone)]
+pub(crate) struct OriginCheck(Cors);
+
+impl OriginCheck {
+    pub(crate) fn new(cors: Cors) -> Self {
+        OriginCheck(cors)
+    }
+
+    /// Whether a session from `origin` (absent for non-browser clients) to `authority` may
+    /// proceed.
+    pub(crate) fn allows(&self, origin: Option<&str>, authority: &str) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let origin = origin.trim_end_matches('/');
+        if origin
+            .split_once("://")
+            .is_some_and(|(_, host)| host.eq_ignore_ascii_case(authority))
+        {
+            return true;
+        }
+        match &self.0.allowed {
+            Allowed::Any => true,
+            Allowed::List(list) => HeaderValue::from_str(origin).is_ok_and(|o| list.contains(&o)),
+        }
+    }
+}
+
 /// Whether `Origin` names the server itself. An attacker's page cannot send the server's own
 /// host and port as its origin, so comparing authorities is enough.
 fn is_same_origin<B>(origin: &HeaderValue, request: &http::Request<B>) -> bool {
@@ -237,6 +267,15 @@ mod tests {
             any.verdict(&request(Some("http://x"), "api")),
             Verdict::Allowed(_)
         ));
+    }
+
+    #[test]
+    fn session_origins() {
+        let check = OriginCheck::new(Cors::default().allow_origin("http://app:3000").unwrap());
+        assert!(check.allows(None, "127.0.0.1:4433"));
+        assert!(check.allows(Some("http://app:3000"), "127.0.0.1:4433"));
+        assert!(check.allows(Some("https://127.0.0.1:4433"), "127.0.0.1:4433"));
+        assert!(!check.allows(Some("http://evil"), "127.0.0.1:4433"));
     }
 
     #[test]

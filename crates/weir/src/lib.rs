@@ -12,6 +12,9 @@
 //! - [`proxy::Proxy`]: forwards native gRPC calls, schema-agnostic, to upstream clusters
 //!   (HTTP/2 pools, balancing, deadlines, failures mapped to statuses).
 //!
+//! - [`webtransport`]: gRPC over WebTransport (HTTP/3), every call type with full duplex,
+//!   into the same services.
+//!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
 //!
 //! # Example: gRPC-Web for a tonic service
@@ -31,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod body;
+mod call;
 mod cors;
 pub mod grpc_web;
 pub mod metrics;
@@ -38,6 +42,7 @@ pub mod proxy;
 pub mod server;
 mod status;
 pub mod tls;
+pub mod webtransport;
 
 pub use cors::Cors;
 pub use status::Status;

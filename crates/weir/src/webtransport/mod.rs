@@ -1,0 +1,273 @@
+//! gRPC over WebTransport: every call type, full duplex included, from a browser.
+//!
+//! The mapping is specified in `docs/protocol/webtransport.md`: one WebTransport session per
+//! client, one bidirectional stream per call; on each stream a request header block, message
+//! frames identical to gRPC's, FIN; back a response header block, messages and a trailer block.
+//!
+//! [`WebTransportServer`] accepts sessions and hands each call, as a native gRPC request, to
+//! the same kind of `tower::Service` the HTTP front doors use — an in-process tonic router or
+//! the upstream [`Proxy`](crate::proxy::Proxy) — so bidi calls from a browser reach an
+//! upstream HTTP/2 stream with backpressure both ways.
+//!
+//! ```no_run
+//! use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
+//!
+//! # async fn run(grpc_service: weir::proxy::Proxy) -> Result<(), Box<dyn std::error::Error>> {
+//! let server = WebTransportServer::bind(
+//!     "127.0.0.1:4433".parse()?,
+//!     ServerIdentity::development()?,
+//!     WebTransportConfig::default(),
+//! )?;
+//! println!("certificate hashes: {:?}", server.certificate_hashes().hex());
+//! server.serve(grpc_service, std::future::pending()).await;
+//! # Ok(()) }
+//! ```
+
+mod call;
+mod identity;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower_service::Service;
+use wtransport::config::QuicTransportConfig;
+use wtransport::{Endpoint, ServerConfig, VarInt};
+
+pub use identity::{CertificateHashes, ServerIdentity};
+
+use crate::Cors;
+use crate::body::{BoxBody, BoxError};
+use crate::cors::OriginCheck;
+
+/// Version of `docs/protocol/webtransport.md` this server speaks (query parameter `v`).
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// Stream error codes of the mapping (`docs/protocol/webtransport.md` §5).
+pub mod codes {
+    /// The call is abandoned.
+    pub const CANCEL: u32 = 0x0;
+    /// The peer broke the specification.
+    pub const PROTOCOL_ERROR: u32 = 0x1;
+    /// The server did not start the call; the client may retry.
+    pub const REFUSED: u32 = 0x2;
+}
+
+/// Settings of a WebTransport listener. The defaults are safe.
+#[derive(Debug, Clone)]
+pub struct WebTransportConfig {
+    pub(crate) path: String,
+    pub(crate) cors: Cors,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_calls_per_session: u32,
+    pub(crate) max_header_block: usize,
+    pub(crate) max_message_size: usize,
+    pub(crate) header_timeout: Duration,
+    pub(crate) keep_alive: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) rotate_every: Duration,
+}
+
+impl Default for WebTransportConfig {
+    fn default() -> Self {
+        WebTransportConfig {
+            path: "/weir".to_owned(),
+            cors: Cors::default(),
+            max_sessions: 1000,
+            max_calls_per_session: 100,
+            max_header_block: 16 * 1024,
+            max_message_size: 4 * 1024 * 1024,
+            header_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            rotate_every: Duration::from_secs(12 * 24 * 3600),
+        }
+    }
+}
+
+impl WebTransportConfig {
+    /// Session path (default `/weir`).
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// Which page origins may open sessions: the same policy as CORS (default: none but the
+    /// server's own origin and non-browser clients).
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.cors = cors;
+        self
+    }
+
+    /// Most concurrent sessions (default 1000); more are refused with 429.
+    pub fn max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
+        self
+    }
+
+    /// Most concurrent calls per session (default 100), as QUIC stream credit: a client that
+    /// opens more waits.
+    pub fn max_calls_per_session(mut self, calls: u32) -> Self {
+        self.max_calls_per_session = calls;
+        self
+    }
+
+    /// Largest request header block (default 16 KiB).
+    pub fn max_header_block(mut self, bytes: usize) -> Self {
+        self.max_header_block = bytes;
+        self
+    }
+
+    /// Largest message in either direction (default 4 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// QUIC keep-alive interval (default 10 s) and idle timeout (default 60 s).
+    pub fn keep_alive(mut self, interval: Duration, idle_timeout: Duration) -> Self {
+        self.keep_alive = interval;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// How often a development identity is replaced (default 12 days; it is valid for 14).
+    pub fn rotate_every(mut self, every: Duration) -> Self {
+        self.rotate_every = every;
+        self
+    }
+}
+
+/// A bound WebTransport (HTTP/3) listener.
+pub struct WebTransportServer {
+    endpoint: Arc<Endpoint<wtransport::endpoint::endpoint_side::Server>>,
+    identity: ServerIdentity,
+    hashes: CertificateHashes,
+    config: Arc<WebTransportConfig>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for WebTransportServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebTransportServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+fn server_config(
+    addr: SocketAddr,
+    identity: &wtransport::Identity,
+    config: &WebTransportConfig,
+) -> Result<ServerConfig, BoxError> {
+    let mut transport = QuicTransportConfig::default();
+    // A few bidirectional streams beyond the calls: HTTP/3 uses one per session request.
+    transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
+        config.max_calls_per_session.saturating_add(4),
+    ));
+    transport.max_idle_timeout(Some(config.idle_timeout.try_into()?));
+    transport.keep_alive_interval(Some(config.keep_alive));
+    Ok(ServerConfig::builder()
+        .with_bind_address(addr)
+        .with_custom_transport(identity.clone_identity(), transport)
+        .build())
+}
+
+impl WebTransportServer {
+    /// Binds a UDP socket on `addr` with this identity.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: ServerIdentity,
+        config: WebTransportConfig,
+    ) -> Result<Self, BoxError> {
+        let current = identity.current()?;
+        let endpoint = Arc::new(Endpoint::server(server_config(addr, &current, &config)?)?);
+        let addr = endpoint.local_addr()?;
+        let hashes = CertificateHashes::new(&current);
+        Ok(WebTransportServer {
+            endpoint,
+            identity,
+            hashes,
+            config: Arc::new(config),
+            addr,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients open sessions with, for a host name or address `host`.
+    pub fn url(&self, host: &str) -> String {
+        format!(
+            "https://{host}:{}{}?v={PROTOCOL_VERSION}",
+            self.addr.port(),
+            self.config.path
+        )
+    }
+
+    /// The hashes of the certificate currently served, kept up to date across rotations.
+    pub fn certificate_hashes(&self) -> CertificateHashes {
+        self.hashes.clone()
+    }
+
+    /// Accepts sessions until `shutdown` completes; then closes every session (which cancels
+    /// their calls) and returns.
+    pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()>)
+    where
+        S: Service<Request<BoxBody>, Response = Response<BoxBody>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let sessions = Arc::new(Semaphore::new(self.config.max_sessions));
+        let origin_check = OriginCheck::new(self.config.cors.clone());
+        let mut tasks = JoinSet::new();
+        if self.identity.is_development() {
+            tasks.spawn(identity::rotate(
+                self.endpoint.clone(),
+                self.identity.clone(),
+                self.hashes.clone(),
+                self.config.clone(),
+                self.addr,
+                stop.clone(),
+            ));
+        }
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => {
+                    let session = call::Session {
+                        service: service.clone(),
+                        config: self.config.clone(),
+                        sessions: sessions.clone(),
+                        origin_check: origin_check.clone(),
+                        stop: stop.clone(),
+                    };
+                    tasks.spawn(session.run(incoming));
+                }
+                () = &mut shutdown => break,
+            }
+            // Reap finished session tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+        }
+        stop.cancel();
+        self.endpoint.close(VarInt::from_u32(0), b"shutting down");
+        while tasks.join_next().await.is_some() {}
+        self.endpoint.wait_idle().await;
+    }
+}
+
+pub(crate) fn server_config_for(
+    addr: SocketAddr,
+    identity: &wtransport::Identity,
+    config: &WebTransportConfig,
+) -> Result<ServerConfig, BoxError> {
+    server_config(addr, identity, config)
+}
