@@ -53,3 +53,52 @@ impl Spliced {
         self.joined.map(bytes::BytesMut::freeze).or(self.first)
     }
 }
+
+/// Where a request body goes when the service drops it unread, so that the front door can
+/// still drain it (see [`linger`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Leftover(Arc<Mutex<Option<crate::body::BoxBody>>>);
+
+impl Leftover {
+    pub(crate) fn put(&self, body: crate::body::BoxBody) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(body);
+    }
+
+    pub(crate) fn take(&self) -> Option<crate::body::BoxBody> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// Most bytes of an unread HTTP/1.1 request body read and discarded before answering.
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Longest wait for them.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards what is left of an HTTP/1.1 request body, within bounds, before an
+/// answer that did not need it goes out.
+///
+/// HTTP/1.1 cannot tell where an unread body ends, so hyper closes the connection after such
+/// an answer; a client still writing its body then fails with EPIPE instead of reading the
+/// status (seen with Node's HTTP/1.1 client on "upstream unavailable" answers). Reading the
+/// rest first, as servers' "lingering close" does, lets the client see the status.
+pub(crate) async fn linger<B>(body: B)
+where
+    B: http_body::Body + Unpin,
+{
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut read = 0usize;
+    let drain = async {
+        while read < LINGER_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        read += bytes::Buf::remaining(data);
+                    }
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}

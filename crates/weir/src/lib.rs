@@ -37,6 +37,7 @@ pub mod body;
 mod call;
 mod cors;
 pub mod grpc_web;
+mod hop;
 pub mod metrics;
 pub mod proxy;
 pub mod server;

@@ -12,11 +12,14 @@ use weir_codec::text::TextDecoder;
 use super::{CallFailure, Spliced};
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
+use crate::call::Leftover;
 
 /// Decodes base64 in text mode, checks every frame against the limit and the framing rules,
 /// and hands whole frames to the service as they arrive.
 pub(crate) struct RequestBody {
-    inner: BoxBody,
+    /// Taken out only on drop, to hand an unfinished body to [`Leftover`].
+    inner: Option<BoxBody>,
+    leftover: Leftover,
     text: Option<TextDecoder>,
     frames: FrameDecoder,
     failure: CallFailure,
@@ -29,9 +32,11 @@ impl RequestBody {
         text: bool,
         max_message_size: usize,
         failure: CallFailure,
+        leftover: Leftover,
     ) -> Self {
         RequestBody {
-            inner,
+            inner: Some(inner),
+            leftover,
             text: text.then(TextDecoder::new),
             frames: FrameDecoder::new(max_message_size),
             failure,
@@ -79,7 +84,10 @@ impl Body for RequestBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(Pin::new(inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     // gRPC-Web requests have no trailers; anything but data is ignored.
                     let Ok(data) = frame.into_data() else {
@@ -131,5 +139,15 @@ impl Body for RequestBody {
 
     fn is_end_stream(&self) -> bool {
         self.done
+    }
+}
+
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        if !self.done
+            && let Some(inner) = self.inner.take()
+        {
+            self.leftover.put(inner);
+        }
     }
 }

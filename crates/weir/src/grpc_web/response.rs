@@ -55,6 +55,7 @@ pub(crate) fn translate<B>(
     max_message_size: usize,
     deadline: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<Duration>,
+    late: bool,
 ) -> Response<BoxBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -127,6 +128,7 @@ where
             interval,
             timer: Box::pin(tokio::time::sleep(interval)),
         }),
+        late_metadata: late.then(|| metadata_of(&parts.headers)),
     };
     Response::from_parts(parts, body::boxed(body))
 }
@@ -140,6 +142,9 @@ pub(crate) struct ResponseBody {
     failure: CallFailure,
     deadline: Option<Pin<Box<Sleep>>>,
     heartbeat: Option<Heartbeat>,
+    /// Response-header metadata that arrived after weir had sent the HTTP headers itself
+    /// (see [`early`]); it goes out with the trailers.
+    late_metadata: Option<HeaderMap>,
 }
 
 /// Heartbeats the client asked for: a `0x40` frame whenever the body was idle this long.
@@ -165,6 +170,13 @@ impl ResponseBody {
         self.inner = None;
         self.deadline = None;
         self.heartbeat = None;
+        if let Some(late) = self.late_metadata.take() {
+            for (name, value) in &late {
+                if !trailers.contains_key(name) {
+                    trailers.append(name, value.clone());
+                }
+            }
+        }
         if let Some(status) = self.failure.get() {
             status.write_headers(&mut trailers);
         }
@@ -283,5 +295,145 @@ impl Body for ResponseBody {
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_none()
+    }
+}
+
+/// Response headers that are call metadata (not HTTP framing or CORS).
+fn metadata_of(headers: &HeaderMap) -> HeaderMap {
+    let mut metadata = headers.clone();
+    metadata.remove(header::CONTENT_TYPE);
+    metadata.remove(super::service::HEARTBEAT_HEADER);
+    metadata.remove(header::DATE);
+    metadata.remove(header::SERVER);
+    metadata
+}
+
+/// A service's response still being awaited.
+pub(crate) type PendingResponse =
+    Pin<Box<dyn Future<Output = Result<Response<BoxBody>, BoxError>> + Send>>;
+
+/// Answers a call whose client asked for heartbeats before the service has sent its response
+/// headers, so that heartbeats can start at once (a proxy's idle timer runs from the request,
+/// and some gRPC servers send their headers only with the first message). The service's
+/// header metadata, when it comes, is delivered with the trailers: gRPC-Web cannot send
+/// headers once the body has begun.
+pub(crate) fn early(
+    pending: PendingResponse,
+    encoding: Encoding,
+    failure: CallFailure,
+    max_message_size: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+    interval: Duration,
+) -> Response<BoxBody> {
+    let mut response = Response::new(body::empty());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        encoding.content_type.to_header_value(),
+    );
+    if let Ok(value) = HeaderValue::try_from(timeout::format(interval)) {
+        response
+            .headers_mut()
+            .insert(super::service::HEARTBEAT_HEADER, value);
+    }
+    let body = EarlyBody {
+        state: EarlyState::Waiting(pending),
+        encoding,
+        failure,
+        max_message_size,
+        deadline,
+        interval,
+        // The first heartbeat goes out with the headers: a whole interval has passed.
+        timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+    };
+    *response.body_mut() = body::boxed(body);
+    response
+}
+
+enum EarlyState {
+    Waiting(PendingResponse),
+    Streaming(BoxBody),
+    Done,
+}
+
+struct EarlyBody {
+    state: EarlyState,
+    encoding: Encoding,
+    failure: CallFailure,
+    max_message_size: usize,
+    deadline: Option<Pin<Box<Sleep>>>,
+    interval: Duration,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl EarlyBody {
+    /// Ends the call with a trailer frame made of `headers`.
+    fn end(&mut self, mut headers: HeaderMap) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = EarlyState::Done;
+        if let Some(status) = self.failure.get() {
+            status.write_headers(&mut headers);
+        }
+        let block = trailers::encode_frame(&metadata_of(&headers));
+        Poll::Ready(Some(Ok(Frame::data(self.encoding.encode(block)))))
+    }
+}
+
+impl Body for EarlyBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                EarlyState::Done => return Poll::Ready(None),
+                EarlyState::Streaming(body) => return Pin::new(body).poll_frame(cx),
+                EarlyState::Waiting(pending) => {
+                    if let Some(deadline) = this.deadline.as_mut()
+                        && deadline.as_mut().poll(cx).is_ready()
+                    {
+                        let status = Status::new(
+                            Code::DeadlineExceeded,
+                            "deadline (grpc-timeout) exceeded before the service answered",
+                        );
+                        return this.end(status.to_headers());
+                    }
+                    match pending.as_mut().poll(cx) {
+                        Poll::Ready(Ok(response)) => {
+                            let translated = translate(
+                                response,
+                                this.encoding.clone(),
+                                this.failure.clone(),
+                                this.max_message_size,
+                                this.deadline.take(),
+                                Some(this.interval),
+                                true,
+                            );
+                            let (parts, body) = translated.into_parts();
+                            if parts.headers.contains_key("grpc-status") {
+                                return this.end(parts.headers);
+                            }
+                            this.state = EarlyState::Streaming(body);
+                        }
+                        Poll::Ready(Err(e)) => {
+                            let status = Status::from_response_body_error(&e);
+                            return this.end(status.to_headers());
+                        }
+                        Poll::Pending => {
+                            if this.timer.as_mut().poll(cx).is_ready() {
+                                let next = tokio::time::Instant::now() + this.interval;
+                                this.timer.as_mut().reset(next);
+                                let frame =
+                                    this.encoding.encode(Bytes::from_static(HEARTBEAT_FRAME));
+                                return Poll::Ready(Some(Ok(Frame::data(frame))));
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -19,6 +19,7 @@ use super::request::RequestBody;
 use super::response::{self, Encoding};
 use crate::Status;
 use crate::body::{self, BoxBody, BoxError};
+use crate::call::Leftover;
 use crate::cors::Verdict;
 
 /// The service made by [`GrpcWebLayer`](super::GrpcWebLayer): gRPC-Web and native gRPC in,
@@ -142,13 +143,42 @@ fn parts_heartbeat(headers: &http::HeaderMap, config: &Config) -> Option<Duratio
     Some(asked.clamp(config.heartbeat_min, config.heartbeat_max))
 }
 
+/// Answers without reading the request body; over HTTP/1.1 the body is drained first (see
+/// [`crate::call::linger`]).
+fn answer_unread<B, E>(
+    request: Request<B>,
+    response: Response<BoxBody>,
+) -> BoxFuture<Response<BoxBody>, E>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Send + 'static,
+{
+    let http1 = request.version() <= http::Version::HTTP_11;
+    let body = body::boxed(request.into_body());
+    Box::pin(async move {
+        if http1 {
+            crate::call::linger(body).await;
+        }
+        Ok(response)
+    })
+}
+
+/// Waits for an optional timer; never completes without one.
+async fn until(timer: Option<&mut Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 impl<S, B, ResBody> Service<Request<B>> for GrpcWebService<S>
 where
     S: Service<Request<BoxBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    S::Error: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes> + Send + 'static,
@@ -195,12 +225,12 @@ where
                         http_error(StatusCode::FORBIDDEN, "origin not allowed")
                     }
                 };
-                Box::pin(async move { Ok(response) })
+                answer_unread(request, response)
             }
             Kind::Refused(status, message) => {
                 tracing::info!(method = %request.method(), path = request.uri().path(), %status, message, "refused non-gRPC request");
                 let response = http_error(status, message);
-                Box::pin(async move { Ok(response) })
+                answer_unread(request, response)
             }
             Kind::GrpcWeb(content_type) => {
                 let verdict = config.cors.verdict(&request);
@@ -214,7 +244,7 @@ where
                         StatusCode::FORBIDDEN,
                         "cross-origin gRPC-Web calls from this origin are not allowed",
                     );
-                    return Box::pin(async move { Ok(response) });
+                    return answer_unread(request, response);
                 }
                 let cors_origin = match verdict {
                     Verdict::Allowed(origin) => Some(origin),
@@ -235,55 +265,49 @@ where
                     Err(status) => {
                         tracing::info!(code = %status.code(), message = status.message(), path = request.uri().path(), "refused gRPC-Web call");
                         let response = decorate(response::trailers_only(&status, &encoding));
-                        return Box::pin(async move { Ok(response) });
+                        return answer_unread(request, response);
                     }
                 };
                 let heartbeat = parts_heartbeat(request.headers(), &config);
                 let failure = CallFailure::default();
                 let (mut parts, body) = request.into_parts();
                 parts.headers.remove(HEARTBEAT_HEADER);
-                for name in [
-                    header::CONNECTION,
-                    header::TE,
-                    header::TRANSFER_ENCODING,
-                    header::CONTENT_LENGTH,
-                    header::UPGRADE,
-                    header::TRAILER,
-                ] {
-                    parts.headers.remove(name);
-                }
-                parts.headers.remove("keep-alive");
-                parts.headers.remove("proxy-connection");
-                parts.headers.remove("grpc-status");
-                parts.headers.remove("grpc-message");
-                parts.headers.remove("grpc-status-details-bin");
+                crate::hop::strip_request(&mut parts.headers);
                 parts.headers.insert(
                     header::CONTENT_TYPE,
                     content_type.with_protocol(Protocol::Grpc).to_header_value(),
                 );
-                parts
-                    .headers
-                    .insert(header::TE, HeaderValue::from_static("trailers"));
+                let leftover = Leftover::default();
+                let http1 = parts.version <= http::Version::HTTP_11;
                 let body = RequestBody::new(
                     body::boxed(body),
                     content_type.is_text(),
                     config.max_request_message_size,
                     failure.clone(),
+                    leftover.clone(),
                 );
                 let future = inner.call(Request::from_parts(parts, body::boxed(body)));
                 let max_response = config.max_response_message_size;
                 Box::pin(async move {
                     let mut deadline = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
-                    let response = match deadline.as_mut() {
-                        None => future.await?,
-                        Some(sleep) => {
-                            tokio::select! {
-                                response = future => response?,
-                                () = sleep.as_mut() => {
-                                    let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded before the service answered");
-                                    return Ok(decorate(response::trailers_only(&status, &encoding)));
-                                }
-                            }
+                    let mut future = Box::pin(future);
+                    // With heartbeats asked for, waiting longer than one interval for the
+                    // service's headers would leave the connection silent: answer early.
+                    let mut early =
+                        heartbeat.map(|interval| Box::pin(tokio::time::sleep(interval)));
+                    let response = tokio::select! {
+                        response = &mut future => response?,
+                        () = until(deadline.as_mut()) => {
+                            let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded before the service answered");
+                            return Ok(decorate(response::trailers_only(&status, &encoding)));
+                        }
+                        () = until(early.as_mut()) => {
+                            let pending: response::PendingResponse = Box::pin(async move {
+                                future.await.map(|r| r.map(body::boxed)).map_err(Into::into)
+                            });
+                            let interval = heartbeat.unwrap_or_default();
+                            let response = response::early(pending, encoding, failure, max_response, deadline, interval);
+                            return Ok(decorate(response));
                         }
                     };
                     let response = response::translate(
@@ -293,7 +317,14 @@ where
                         max_response,
                         deadline,
                         heartbeat,
+                        false,
                     );
+                    if http1
+                        && response.headers().contains_key("grpc-status")
+                        && let Some(unread) = leftover.take()
+                    {
+                        crate::call::linger(unread).await;
+                    }
                     Ok(decorate(response))
                 })
             }

@@ -205,7 +205,9 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_response())));
             }
         };
-        headers::sanitize_request(&mut parts.headers);
+        crate::hop::strip_request(&mut parts.headers);
+        // The upstream's authority replaces whatever the client named.
+        parts.headers.remove(http::header::HOST);
         let deadline = timeout.map(|t| received + t);
         let inner = self.inner.clone();
         Box::pin(async move {

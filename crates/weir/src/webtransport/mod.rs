@@ -12,7 +12,7 @@
 //! ```no_run
 //! use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 //!
-//! # async fn run(grpc_service: weir::proxy::Proxy) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn run(grpc_service: weir::proxy::Proxy) -> Result<(), weir::body::BoxError> {
 //! let server = WebTransportServer::bind(
 //!     "127.0.0.1:4433".parse()?,
 //!     ServerIdentity::development()?,

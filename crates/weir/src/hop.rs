@@ -1,0 +1,72 @@
+//! Headers that belong to one hop and must not travel on to the service.
+
+use http::HeaderMap;
+use http::header::{self, HeaderValue};
+
+/// Headers a client must not pass on: hop-by-hop headers (RFC 9110 §7.6.1),
+/// `content-length` (bodies are re-framed), the statuses only servers send, and weir's own
+/// per-hop `weir-heartbeat`.
+const STRIPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "content-length",
+    "grpc-status",
+    "grpc-message",
+    "grpc-status-details-bin",
+    // Asks this hop for heartbeats (docs/protocol/heartbeat.md); read before stripping.
+    "weir-heartbeat",
+];
+
+/// Removes hop-by-hop and reserved headers, including every header that `Connection` names
+/// (RFC 9110 §7.6.1), and sets `te: trailers` as gRPC requires.
+pub(crate) fn strip_request(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named {
+        headers.remove(name.as_str());
+    }
+    for name in STRIPPED {
+        headers.remove(*name);
+    }
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_hop_by_hop_and_reserved() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Secret"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("host", "evil.example"),
+            ("grpc-status", "0"),
+            ("x-keep", "yes"),
+            ("grpc-timeout", "1S"),
+        ] {
+            h.insert(
+                header::HeaderName::from_static(k),
+                HeaderValue::from_static(v),
+            );
+        }
+        strip_request(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["grpc-timeout", "host", "te", "x-keep"]);
+        assert_eq!(h["te"], "trailers");
+    }
+}
