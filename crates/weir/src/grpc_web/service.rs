@@ -242,6 +242,20 @@ where
                 let failure = CallFailure::default();
                 let (mut parts, body) = request.into_parts();
                 parts.headers.remove(HEARTBEAT_HEADER);
+                // Headers that `Connection` names are hop-by-hop too (RFC 9110 §7.6.1); once
+                // `Connection` is gone, nothing downstream could tell them apart.
+                let named: Vec<String> = parts
+                    .headers
+                    .get_all(header::CONNECTION)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .map(|name| name.trim().to_ascii_lowercase())
+                    .filter(|name| !name.is_empty())
+                    .collect();
+                for name in named {
+                    parts.headers.remove(name.as_str());
+                }
                 for name in [
                     header::CONNECTION,
                     header::TE,
