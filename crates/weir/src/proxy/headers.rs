@@ -9,7 +9,8 @@ use weir_codec::{Code, timeout};
 use crate::Status;
 
 /// Headers a client must not pass to the upstream: hop-by-hop headers (RFC 9110 §7.6.1),
-/// `host` (the upstream's authority replaces it), and what only servers send.
+/// `host` (the upstream's authority replaces it), what only servers send, and
+/// `weir-heartbeat`, which asks the gateway itself for heartbeats.
 const STRIPPED: &[&str] = &[
     "connection",
     "keep-alive",
@@ -23,6 +24,7 @@ const STRIPPED: &[&str] = &[
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
+    "weir-heartbeat",
 ];
 
 /// Removes hop-by-hop and reserved headers (including any named by `Connection`), and sets
@@ -83,6 +85,7 @@ mod tests {
             ("grpc-status", "0"),
             ("x-keep", "yes"),
             ("grpc-timeout", "1S"),
+            ("weir-heartbeat", "1S"),
         ] {
             h.insert(
                 header::HeaderName::from_static(k),
