@@ -494,13 +494,17 @@ async fn native_reserved_headers_stay_at_the_gateway() {
 
 // Deadlines
 
-/// A stream whose messages come every 500 ms.
+/// A stream of `messages` messages: the first at once, then one every `interval`.
 fn slow_stream(messages: usize, interval: Duration) -> StreamingOutputCallRequest {
     StreamingOutputCallRequest {
         response_parameters: (0..messages)
-            .map(|_| weir_testservice::pb::ResponseParameters {
+            .map(|i| weir_testservice::pb::ResponseParameters {
                 size: 10,
-                interval_us: i32::try_from(interval.as_micros()).unwrap(),
+                interval_us: if i == 0 {
+                    0
+                } else {
+                    i32::try_from(interval.as_micros()).unwrap()
+                },
                 ..Default::default()
             })
             .collect(),
@@ -530,8 +534,10 @@ async fn deadline_ends_a_stream() {
             ))
             .unwrap();
         let reply = client.start(request, mode).await.finish().await;
+        // The first message, then the status in a trailer frame.
         reply.assert_code(4);
-        assert!(reply.messages.is_empty(), "{reply:?}");
+        assert_eq!(reply.messages.len(), 1, "{reply:?}");
+        assert!(reply.trailers.is_some(), "{reply:?}");
         // The upstream handler ended, one way or another (its own deadline, or the reset).
         upstream
             .wait_for(|c| c.started == 1 && c.in_flight() == 0)
@@ -558,6 +564,7 @@ async fn max_timeout_caps_calls() {
         )
         .await;
     reply.assert_code(4);
+    assert_eq!(reply.messages.len(), 1, "{reply:?}");
     upstream
         .wait_for(|c| c.started == 1 && c.in_flight() == 0)
         .await;

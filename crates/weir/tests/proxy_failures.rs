@@ -10,10 +10,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::StatusCode;
+use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use weir::body::BoxBody;
 use weir::proxy::{ClusterConfig, Proxy};
+use weir_codec::frame;
 use weir_testservice::pb::{
     Empty, ResponseParameters, SimpleRequest, StreamingOutputCallRequest,
     StreamingOutputCallResponse,
@@ -290,6 +292,47 @@ async fn upstream_without_trailers_is_internal() {
     let (_gateway, reply) = scripted_reply(Script::NoTrailers).await;
     reply.assert_code(13);
     assert_eq!(reply.messages.len(), 1, "{reply:?}");
+}
+
+// Deadlines the proxy enforces itself
+
+/// Scripted upstreams ignore `grpc-timeout`; the proxy still ends the call at the deadline
+/// (`grpc-timeout` of a native call, which the gRPC-Web layer does not watch) and resets the
+/// upstream stream, before the response head and in the middle of the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_timeout_holds_against_unresponsive_upstreams() {
+    for (script, messages) in [(Script::Silent, 0), (Script::OneMessageThenHang, 1)] {
+        let upstream = Scripted::start(script.clone()).await;
+        let gateway = Gateway::start(to_upstream(upstream.port())).await;
+        let mut client = gateway.client(Proto::H2).await;
+        let request = client
+            .builder(STREAMING_OUTPUT_CALL)
+            .header("grpc-timeout", "200m");
+        let body = frame::encode_message(&busy_stream().encode_to_vec());
+        let reply = native_call(&mut client, request, body).await;
+        assert_eq!(reply.code(), 4, "{script:?}: {reply:?}");
+        assert_eq!(reply.body.len(), messages * 5, "{script:?}: {reply:?}");
+        upstream.wait_released(1).await;
+    }
+}
+
+/// Same with the proxy's `max_timeout` and a gRPC-Web call without `grpc-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_timeout_holds_against_unresponsive_upstreams() {
+    for (script, messages) in [(Script::Silent, 0), (Script::OneMessageThenHang, 1)] {
+        let upstream = Scripted::start(script.clone()).await;
+        let gateway = Gateway::start(
+            to_upstream(upstream.port()).max_timeout(Some(Duration::from_millis(200))),
+        )
+        .await;
+        let mut client = gateway.client(Proto::H1).await;
+        let reply = client
+            .unary(STREAMING_OUTPUT_CALL, Mode::Binary, &busy_stream())
+            .await;
+        reply.assert_code(4);
+        assert_eq!(reply.messages.len(), messages, "{script:?}: {reply:?}");
+        upstream.wait_released(1).await;
+    }
 }
 
 // Drain

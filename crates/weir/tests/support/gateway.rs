@@ -5,8 +5,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
@@ -246,8 +248,20 @@ pub enum Script {
     /// trailers.
     NoTrailers,
     /// HTTP 200 `application/grpc` with one message; the body then stays open until the test
-    /// kills the connection.
+    /// kills the connection or the stream is reset.
     OneMessageThenHang,
+    /// No answer at all, until the stream is reset.
+    Silent,
+}
+
+/// Counts, when dropped, a request whose handling (pending answer or open response body)
+/// the scripted upstream gave up: the stream was reset or its connection died.
+struct Released(Arc<AtomicUsize>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 /// A hand-written HTTP/2 upstream that answers every request by its [`Script`].
@@ -255,6 +269,7 @@ pub struct Scripted {
     pub addr: SocketAddr,
     connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
     requests: Arc<Mutex<usize>>,
+    released: Arc<AtomicUsize>,
     accept: JoinHandle<()>,
 }
 
@@ -267,11 +282,13 @@ impl Scripted {
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(0));
+        let released = Arc::new(AtomicUsize::new(0));
         // Response bodies that must stay open; kept until the upstream is dropped.
         let open: Arc<Mutex<Vec<mpsc::Sender<Bytes>>>> = Arc::default();
         let accept = {
             let connections = connections.clone();
             let requests = requests.clone();
+            let released = released.clone();
             tokio::spawn(async move {
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
@@ -280,12 +297,23 @@ impl Scripted {
                     let script = script.clone();
                     let requests = requests.clone();
                     let open = open.clone();
+                    let released = released.clone();
                     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
                         *requests.lock().unwrap() += 1;
-                        let response = answer(&script, &open);
+                        let guard = Released(released.clone());
+                        let (response, pending) = match script {
+                            Script::Silent => (None, Some(guard)),
+                            _ => (Some(answer(&script, &open, guard)), None),
+                        };
                         async move {
                             drop(request);
-                            Ok::<_, Infallible>(response)
+                            match response {
+                                Some(response) => Ok::<_, Infallible>(response),
+                                None => {
+                                    let _released_when_dropped = pending;
+                                    std::future::pending().await
+                                }
+                            }
                         }
                     });
                     let connection = tokio::spawn(async move {
@@ -301,8 +329,20 @@ impl Scripted {
             addr,
             connections,
             requests,
+            released,
             accept,
         }
+    }
+
+    /// Waits (with the hang guard) until `count` requests were given up: for `Silent` and
+    /// `OneMessageThenHang`, the proxy reset their streams.
+    pub async fn wait_released(&self, count: usize) {
+        guard("scripted upstream streams released", async {
+            while self.released.load(Ordering::SeqCst) < count {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
     }
 
     pub fn port(&self) -> u16 {
@@ -330,7 +370,12 @@ impl Drop for Scripted {
     }
 }
 
-fn answer(script: &Script, open: &Mutex<Vec<mpsc::Sender<Bytes>>>) -> Response<BoxBody> {
+/// The answer to one request; `guard` lives as long as its response body.
+fn answer(
+    script: &Script,
+    open: &Mutex<Vec<mpsc::Sender<Bytes>>>,
+    guard: Released,
+) -> Response<BoxBody> {
     let grpc = |body: BoxBody| {
         Response::builder()
             .header(header::CONTENT_TYPE, "application/grpc")
@@ -355,10 +400,13 @@ fn answer(script: &Script, open: &Mutex<Vec<mpsc::Sender<Bytes>>>) -> Response<B
             tx.try_send(weir_codec::frame::encode_message(SCRIPTED_MESSAGE))
                 .unwrap();
             open.lock().unwrap().push(tx);
-            let frames = ReceiverStream::new(rx)
-                .map(|data| Ok::<_, Infallible>(hyper::body::Frame::data(data)));
+            let frames = ReceiverStream::new(rx).map(move |data| {
+                let _ = &guard;
+                Ok::<_, Infallible>(hyper::body::Frame::data(data))
+            });
             grpc(BoxBody::new(StreamBody::new(frames)))
         }
+        Script::Silent => unreachable!("a silent upstream does not answer"),
     }
 }
 
