@@ -36,6 +36,8 @@ use weir_codec::{status, trailers};
 use weir_testservice::pb::{Payload, PayloadType, ResponseParameters};
 use weir_testservice::{CallCounts, CallObserver, TestServiceImpl};
 
+pub mod gateway;
+
 /// Hang guard for every wait in the tests. Not a performance assertion: a correct server
 /// answers in milliseconds, a broken one would otherwise make the test run forever.
 pub const HANG_GUARD: Duration = Duration::from_secs(5);
@@ -362,6 +364,7 @@ pub struct Call {
     frames: FrameDecoder,
     trailers: Option<HeaderMap>,
     ended: bool,
+    raw: BytesMut,
 }
 
 impl Call {
@@ -375,16 +378,34 @@ impl Call {
             frames: FrameDecoder::new(usize::MAX),
             trailers: None,
             ended: false,
+            raw: BytesMut::new(),
         }
     }
 
     /// The next response message, or `None` once the trailer frame (or the end of the body)
     /// was read.
     pub async fn next_message(&mut self) -> Option<Bytes> {
-        guard("next response frame", self.next_message_unguarded()).await
+        self.next_frame().await.map(frame::Frame::into_payload)
     }
 
-    async fn next_message_unguarded(&mut self) -> Option<Bytes> {
+    /// The next frame that is not the trailer frame, with its flags (heartbeats, `0x40`, are
+    /// returned like messages), or `None` once the trailer frame (or the end of the body) was
+    /// read.
+    pub async fn next_frame(&mut self) -> Option<frame::Frame> {
+        guard("next response frame", self.next_frame_unguarded()).await
+    }
+
+    /// Everything the body carried so far, as received (base64 in text mode).
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// The trailer frame's block, once read.
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    async fn next_frame_unguarded(&mut self) -> Option<frame::Frame> {
         loop {
             if let Some(frame) = self.frames.decode().unwrap() {
                 assert!(
@@ -392,7 +413,7 @@ impl Call {
                     "a frame followed the trailer frame"
                 );
                 match frame.kind() {
-                    FrameKind::Message => return Some(frame.into_payload()),
+                    FrameKind::Message => return Some(frame),
                     FrameKind::Trailers => {
                         let block = trailers::decode(frame.payload()).unwrap();
                         self.trailers = Some(block);
@@ -406,6 +427,7 @@ impl Call {
             match self.body.frame().await {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
+                        self.raw.extend_from_slice(&data);
                         let data = match &mut self.text {
                             Some(decoder) => {
                                 assert!(
