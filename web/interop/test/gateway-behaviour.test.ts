@@ -461,3 +461,33 @@ describe("weir serve --config: bad config files", { skip }, () => {
     assert.match(r.stderr, /nosuchcluster/, "stderr names the cluster");
   });
 });
+
+describe("weir serve: SIGTERM", { skip }, () => {
+  test("a stream still open after the shutdown grace period ends UNAVAILABLE, and the gateway exits", CASE_TIMEOUT, async () => {
+    const upstream = await startUpstream("grpcjs");
+    try {
+      const gateway = await startGateway({ config: gatewayConfig({ upstream: upstream.url, extra: '[timeouts]\nshutdown_grace = "1s"' }) });
+      try {
+        const { h2, sessions } = clients(gateway.url);
+        try {
+          const it = h2.streamingOutputCall({ responseParameters: [{ size: 1 }, { size: 1, intervalUs: SLEEP_US }] })[Symbol.asyncIterator]();
+          assert.equal((await it.next()).done, false, "first message");
+          const t0 = Date.now();
+          gateway.kill("SIGTERM");
+          await expectCode(it.next(), Code.Unavailable);
+          const took = Date.now() - t0;
+          assert.ok(took >= 500 && took < 5_000, `ended ${took} ms after SIGTERM (grace 1 s)`);
+        } finally {
+          sessions.abort();
+        }
+        const deadline = Date.now() + 5_000;
+        while (gateway.running() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(gateway.running(), false, "the gateway exited");
+      } finally {
+        await gateway.stop();
+      }
+    } finally {
+      await upstream.stop();
+    }
+  });
+});

@@ -52,7 +52,7 @@ export function weirTarget(): Target {
     }
     return {
       name,
-      skip: `weir binary not found at ${bin}; build it (cargo build -p weir) or set WEIR_BIN. Set WEIR_REQUIRE=1 to make this a failure.`,
+      skip: `weir binary not found at ${bin}; build it (cargo build -p weir-gateway) or set WEIR_BIN. Set WEIR_REQUIRE=1 to make this a failure.`,
       start() {
         return Promise.reject(new Error("skipped target started"));
       },
