@@ -5,7 +5,8 @@
 //
 // prints `listening on http://HOST:PORT` once it accepts connections, serves
 // HTTP/1.1 and cleartext HTTP/2 (prior knowledge) on the one port, and exits
-// on SIGTERM/SIGINT. Cross-origin requests are denied unless their origin was
+// on SIGTERM/SIGINT. It reports cancelled calls and, on request, the headers
+// it received, as JSON lines on stdout (see upstream-events.ts). Cross-origin requests are denied unless their origin was
 // allowed with --allow-origin (repeatable, `*` allows every origin).
 
 import * as http from "node:http";
@@ -20,6 +21,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { binaryResponseToText, isGrpcWebText, textRequestToBinary } from "./grpc-web-text.js";
 import { registerTestServices } from "./test-service.js";
 import { ECHO_INITIAL_KEY, ECHO_TRAILING_KEY } from "./interop-constants.js";
+import { DUMP_HEADERS_KEY, emit, flattenHeaders, TEST_ID_KEY } from "./upstream-events.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
 type Response = http.ServerResponse | http2.Http2ServerResponse;
@@ -79,6 +81,15 @@ export function createGrpcHandler(): Handler {
       res.statusCode = 404;
       res.end();
       return;
+    }
+    if (req.headers[DUMP_HEADERS_KEY] === "1") {
+      const id = req.headers[TEST_ID_KEY];
+      emit({
+        event: "metadata",
+        method: `${handler.service.typeName}/${handler.method.name}`,
+        id: typeof id === "string" ? id : null,
+        headers: flattenHeaders(req.headers),
+      });
     }
     const text = isGrpcWebText(req.headers["content-type"] ?? null);
     let uReq = universalRequestFromNodeRequest(req, res, undefined, undefined);

@@ -3,7 +3,7 @@
 // against before they are pointed at weir.
 
 import { setTimeout as sleep } from "node:timers/promises";
-import { create } from "@bufbuild/protobuf";
+import { create, type DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -21,6 +21,7 @@ import {
   StreamingOutputCallResponseSchema,
 } from "./gen/grpc/testing/messages_pb.js";
 import { ECHO_INITIAL_KEY, ECHO_TRAILING_KEY } from "./interop-constants.js";
+import { emit, TEST_ID_KEY } from "./upstream-events.js";
 
 function payload(size: number) {
   if (size < 0) {
@@ -128,11 +129,69 @@ export const testServiceImpl: ServiceImpl<typeof TestService> = {
   },
 };
 
+/**
+ * Reports (upstream-events.ts) each call whose handler sees its signal abort
+ * (client cancel, stream reset, deadline) before the handler has finished.
+ * connect also aborts the signal when a call completes normally; that is not
+ * reported.
+ */
+export function reportCancellations<S extends DescService>(service: S, impl: ServiceImpl<S>): ServiceImpl<S> {
+  const out: Record<string, unknown> = {};
+  const fns = impl as unknown as Record<string, (req: unknown, ctx: HandlerContext) => unknown>;
+  for (const m of service.methods) {
+    const fn = fns[m.localName];
+    if (fn === undefined) continue;
+    const method = `${service.typeName}/${m.name}`;
+    const watch = (ctx: HandlerContext) => {
+      let done = false;
+      const onAbort = () => {
+        if (done) return;
+        done = true;
+        const reason: unknown = ctx.signal.reason;
+        emit({
+          event: "cancelled",
+          method,
+          id: ctx.requestHeader.get(TEST_ID_KEY),
+          reason: reason instanceof Error ? reason.message : String(reason ?? "aborted"),
+        });
+      };
+      ctx.signal.addEventListener("abort", onAbort, { once: true });
+      return () => {
+        done = true;
+        ctx.signal.removeEventListener("abort", onAbort);
+      };
+    };
+    if (m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming") {
+      out[m.localName] = async function* (req: unknown, ctx: HandlerContext) {
+        const finish = watch(ctx);
+        try {
+          yield* fn(req, ctx) as AsyncIterable<unknown>;
+        } finally {
+          finish();
+        }
+      };
+    } else {
+      out[m.localName] = async (req: unknown, ctx: HandlerContext) => {
+        const finish = watch(ctx);
+        try {
+          return await fn(req, ctx);
+        } finally {
+          finish();
+        }
+      };
+    }
+  }
+  return out as ServiceImpl<S>;
+}
+
 export function registerTestServices(router: ConnectRouter): void {
-  router.service(TestService, testServiceImpl);
-  router.service(UnimplementedService, {
-    unimplementedCall() {
-      throw new ConnectError("grpc.testing.UnimplementedService is not implemented", Code.Unimplemented);
-    },
-  });
+  router.service(TestService, reportCancellations(TestService, testServiceImpl));
+  router.service(
+    UnimplementedService,
+    reportCancellations(UnimplementedService, {
+      unimplementedCall() {
+        throw new ConnectError("grpc.testing.UnimplementedService is not implemented", Code.Unimplemented);
+      },
+    }),
+  );
 }

@@ -20,6 +20,12 @@ export interface RunningServer {
   output(): string;
   /** SIGTERM, then SIGKILL if it has not exited within a few seconds. */
   stop(): Promise<void>;
+  /** Waits (at most `ms`) until the output matches; resolves with the match. */
+  waitForOutput(pattern: RegExp, ms: number): Promise<RegExpExecArray>;
+  /** Sends a signal now (e.g. SIGKILL to simulate a crash). */
+  kill(signal: NodeJS.Signals): void;
+  /** Whether the process is still running. */
+  running(): boolean;
 }
 
 export interface StartOptions {
@@ -62,6 +68,32 @@ export function startServer(opts: StartOptions): Promise<RunningServer> {
 
   let out = "";
   const output = () => out;
+  const waiters = new Set<() => void>();
+  const waitForOutput = (pattern: RegExp, ms: number) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      const check = () => {
+        const m = pattern.exec(out);
+        if (m === null) return false;
+        clearTimeout(timer);
+        waiters.delete(onChange);
+        resolve(m);
+        return true;
+      };
+      const onChange = () => void check();
+      const timer = setTimeout(() => {
+        waiters.delete(onChange);
+        reject(new Error(`${opts.name}: no output matching ${pattern} within ${ms} ms; output:\n${out}`));
+      }, ms);
+      if (!check()) waiters.add(onChange);
+    });
+  const append = (chunk: Buffer) => {
+    out += chunk.toString("utf8");
+    for (const w of [...waiters]) w();
+  };
+  const kill = (signal: NodeJS.Signals) => {
+    if (!exited(child)) child.kill(signal);
+  };
+  const running = () => !exited(child);
   const stop = async () => {
     if (exited(child)) return;
     child.kill("SIGTERM");
@@ -82,19 +114,17 @@ export function startServer(opts: StartOptions): Promise<RunningServer> {
     };
     const timer = setTimeout(() => fail(`no "listening on http://..." line within ${startTimeoutMs} ms`), startTimeoutMs);
     const onText = (chunk: Buffer) => {
-      out += chunk.toString("utf8");
+      append(chunk);
       if (settled) return;
       const m = LISTENING.exec(out);
       if (m?.[1] !== undefined) {
         settled = true;
         clearTimeout(timer);
-        resolve({ url: m[1].replace(/\/+$/, ""), name: opts.name, output, stop });
+        resolve({ url: m[1].replace(/\/+$/, ""), name: opts.name, output, stop, waitForOutput, kill, running });
       }
     };
     child.stdout?.on("data", onText);
-    child.stderr?.on("data", (chunk: Buffer) => {
-      out += chunk.toString("utf8");
-    });
+    child.stderr?.on("data", append);
     child.once("error", (err) => fail(`could not start: ${err.message}`));
     child.once("exit", (code, signal) => fail(`exited before listening (code ${code}, signal ${signal})`));
   });

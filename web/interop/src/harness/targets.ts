@@ -1,16 +1,15 @@
 // The servers the suites run against: the connect-node reference server
-// (always) and `weir demo` (when its binary exists, or when required).
+// (always), `weir demo` (when its binary exists, or when required) and
+// `weir serve` in front of a grpc-js or a connect-node upstream (when the
+// binary has `serve`, or when required).
 
 import { existsSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { resolve } from "node:path";
+import { gatewayTarget } from "./gateway.js";
+import { PACKAGE_DIR, REPO_ROOT, truthy, weirBinary } from "./paths.js";
 import { type RunningServer, startServer } from "./server-process.js";
 
-const here = dirname(fileURLToPath(import.meta.url));
-/** web/interop */
-export const PACKAGE_DIR = resolve(here, "../..");
-/** Repository root (web/interop/../..). */
-export const REPO_ROOT = resolve(PACKAGE_DIR, "../..");
+export { PACKAGE_DIR, REPO_ROOT };
 
 export interface Target {
   readonly name: string;
@@ -37,14 +36,8 @@ export const referenceTarget: Target = {
   },
 };
 
-function truthy(v: string | undefined): boolean {
-  return v !== undefined && v !== "" && v !== "0" && v.toLowerCase() !== "false";
-}
-
 export function weirTarget(): Target {
-  const bin = process.env.WEIR_BIN !== undefined && process.env.WEIR_BIN !== ""
-    ? resolve(process.env.WEIR_BIN)
-    : resolve(REPO_ROOT, "target/debug/weir");
+  const bin = weirBinary();
   const name = "weir demo";
   if (!existsSync(bin)) {
     if (truthy(process.env.WEIR_REQUIRE)) {
@@ -59,7 +52,7 @@ export function weirTarget(): Target {
     }
     return {
       name,
-      skip: `weir binary not found at ${bin}; build it (cargo build -p weir) or set WEIR_BIN. Set WEIR_REQUIRE=1 to make this a failure.`,
+      skip: `weir binary not found at ${bin}; build it (cargo build -p weir-gateway) or set WEIR_BIN. Set WEIR_REQUIRE=1 to make this a failure.`,
       start() {
         return Promise.reject(new Error("skipped target started"));
       },
@@ -78,12 +71,14 @@ export function weirTarget(): Target {
   };
 }
 
+export const ALL_TARGETS = ["reference", "weir", "gateway-grpcjs", "gateway-connect"] as const;
+
 /**
- * Targets selected by INTEROP_TARGETS (comma separated: reference, weir;
- * default both).
+ * Targets selected by INTEROP_TARGETS (comma separated: reference, weir,
+ * gateway-grpcjs, gateway-connect; default all).
  */
 export function selectedTargets(): Target[] {
-  const wanted = (process.env.INTEROP_TARGETS ?? "reference,weir")
+  const wanted = (process.env.INTEROP_TARGETS ?? ALL_TARGETS.join(","))
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
@@ -91,7 +86,9 @@ export function selectedTargets(): Target[] {
   for (const w of wanted) {
     if (w === "reference") out.push(referenceTarget);
     else if (w === "weir") out.push(weirTarget());
-    else throw new Error(`INTEROP_TARGETS: unknown target ${JSON.stringify(w)} (known: reference, weir)`);
+    else if (w === "gateway-grpcjs") out.push(gatewayTarget("grpcjs"));
+    else if (w === "gateway-connect") out.push(gatewayTarget("connect"));
+    else throw new Error(`INTEROP_TARGETS: unknown target ${JSON.stringify(w)} (known: ${ALL_TARGETS.join(", ")})`);
   }
   for (const t of out) {
     if (t.skip !== undefined) console.log(`skipping target ${t.name}: ${t.skip}`);
