@@ -30,22 +30,12 @@ import {
 } from "../src/harness/gateway.js";
 import { startIdleProxy } from "../src/harness/idle-proxy.js";
 import { rawGrpcWebCall } from "../src/harness/raw-grpc-web.js";
-import { truthy } from "../src/harness/paths.js";
 import type { RunningServer } from "../src/harness/server-process.js";
 import { type CancelledEvent, DUMP_HEADERS_KEY, type MetadataEvent, TEST_ID_KEY, type UpstreamEvent } from "../src/upstream-events.js";
 
 const CASE_TIMEOUT = { timeout: 30_000 };
 /** How long an upstream may take to notice a cancellation. */
 const NOTICE_MS = 5_000;
-
-/**
- * Contract cases the gateway is known to fail (see README, "Known gateway
- * issues"). They run as `todo` tests, reported but not failing the run, unless
- * WEIR_STRICT=1; once the gateway is fixed they pass either way.
- */
-function knownIssue(what: string): { todo?: string } {
-  return truthy(process.env.WEIR_STRICT) ? {} : { todo: `known gateway issue: ${what}` };
-}
 
 const availability = gatewayAvailability();
 if (availability.skip !== undefined) console.log(`skipping weir serve behaviour suite: ${availability.skip}`);
@@ -234,13 +224,13 @@ describe("weir serve in front of a grpc-js upstream", { skip }, () => {
 
     test(
       "with weir-heartbeat: 1S it completes (idle before the first message)",
-      { ...CASE_TIMEOUT, ...knownIssue("no response headers and no heartbeats until the upstream sends its headers") },
+      { ...CASE_TIMEOUT },
       () => heartbeatCall(beforeFirst, 1),
     );
   });
 
   describe("request headers reaching the upstream", () => {
-    test("hop-by-hop and reserved headers are stripped (raw HTTP/1.1 request)", { ...CASE_TIMEOUT, ...knownIssue("headers named by Connection are forwarded") }, async () => {
+    test("hop-by-hop and reserved headers are stripped (raw HTTP/1.1 request)", { ...CASE_TIMEOUT }, async () => {
       const id = newId("hop");
       const r = await rawGrpcWebCall({
         url: s().gateway.url,
@@ -347,7 +337,7 @@ describe("weir serve: upstream failures", { skip }, () => {
 
     test(
       "the first call, over HTTP/1.1 on a fresh connection, is UNAVAILABLE",
-      { ...CASE_TIMEOUT, ...knownIssue("early trailers-only answers over HTTP/1.1 close the connection before the request body is read (client: write EPIPE, INTERNAL)") },
+      { ...CASE_TIMEOUT },
       async () => {
         assert.ok(gateway);
         const h1 = createClient(TestService, createGrpcWebTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
@@ -415,7 +405,7 @@ describe("weir serve --config: routing", { skip }, () => {
 
   test(
     "an unrouted service is UNIMPLEMENTED and never reaches the upstream (HTTP/1.1, fresh connection)",
-    { ...CASE_TIMEOUT, ...knownIssue("early trailers-only answers over HTTP/1.1 close the connection before the request body is read (client: write EPIPE, INTERNAL)") },
+    { ...CASE_TIMEOUT },
     () => unrouted("1.1"),
   );
 });
