@@ -17,10 +17,11 @@ use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::Server;
+use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 
 use crate::admin::Admin;
 use crate::config::{Config, Upstream};
-use crate::site::Site;
+use crate::site::{Discovery, Site};
 
 /// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
@@ -61,7 +62,7 @@ pub(crate) async fn run(
             .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
     }
     let grpc_web = GrpcWebLayer::new()
-        .cors(cors)
+        .cors(cors.clone())
         .max_request_message_size(config.limits.max_request_message_size)
         .max_response_message_size(config.limits.max_response_message_size)
         .max_header_list_size(config.limits.max_header_list_size as usize)
@@ -69,7 +70,54 @@ pub(crate) async fn run(
             config.keepalive.heartbeat_min_interval,
             config.keepalive.heartbeat_max_interval,
         );
-    let service = Site::new(page, grpc_web.layer(metrics.layer().layer(proxy)));
+    let grpc = metrics.layer().layer(proxy);
+
+    // WebTransport first: the HTTP listeners publish its certificate hashes.
+    let mut webtransport = None;
+    if let Some(wt) = &config.webtransport {
+        let identity = match (&wt.cert, &wt.key) {
+            (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)
+                .await
+                .map_err(|e| format!("webtransport: {e}"))?,
+            _ => ServerIdentity::development().map_err(|e| format!("webtransport: {e}"))?,
+        };
+        let wt_config = WebTransportConfig::default()
+            .path(wt.path.clone())
+            .cors(cors.clone())
+            .max_sessions(wt.max_sessions)
+            .max_calls_per_session(wt.max_calls_per_session)
+            .max_message_size(
+                config
+                    .limits
+                    .max_request_message_size
+                    .max(config.limits.max_response_message_size),
+            )
+            .max_header_block(config.limits.max_header_list_size as usize);
+        let server = WebTransportServer::bind(wt.address, identity, wt_config)
+            .map_err(|e| format!("webtransport {}: cannot listen: {e}", wt.address))?;
+        let hashes = server.certificate_hashes();
+        let host = match wt.address.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+        };
+        let hex = hashes.hex().join(",");
+        let via = if wt.cert.is_some() {
+            String::new()
+        } else {
+            format!(" (development certificate sha-256 {hex})")
+        };
+        announce(
+            label,
+            &format!("webtransport on {}{via}", server.url(&host)),
+        )?;
+        let port = server_port(&server);
+        webtransport = Some((server, Discovery::new(hashes, port, wt.path.clone())));
+    }
+    let discovery = webtransport
+        .as_ref()
+        .map(|(_, discovery)| discovery.clone());
+    let service = Site::new(page, discovery, grpc_web.layer(grpc.clone()));
 
     let ping = (!config.keepalive.client_ping_interval.is_zero())
         .then_some(config.keepalive.client_ping_interval);
@@ -103,6 +151,12 @@ pub(crate) async fn run(
             }
         }
     }
+    if let Some((server, _)) = webtransport {
+        // Sessions end with the grace period, when the drain token fires.
+        let stop = drain.clone().cancelled_owned();
+        let grpc = grpc.clone();
+        tasks.spawn(async move { server.serve(grpc, stop).await });
+    }
     if let Some(admin) = &config.admin {
         let tcp = tokio::net::TcpListener::bind(admin.address)
             .await
@@ -132,6 +186,10 @@ pub(crate) async fn run(
     while tasks.join_next().await.is_some() {}
     drain.cancel();
     Ok(())
+}
+
+fn server_port(server: &WebTransportServer) -> u16 {
+    server.local_addr().port()
 }
 
 fn announce(label: &str, line: &str) -> Result<(), String> {

@@ -96,6 +96,11 @@ struct DemoArgs {
     /// Address of the admin listener (/metrics, /healthz).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+
+    /// UDP address for gRPC over WebTransport (HTTP/3), with a development certificate whose
+    /// hash is published at /.well-known/weir/webtransport.
+    #[arg(long, value_name = "ADDR")]
+    webtransport_listen: Option<SocketAddr>,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -185,11 +190,7 @@ fn main() -> ExitCode {
         },
         Command::Demo(args) => {
             init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
-            runtime.block_on(demo::run(
-                args.listen,
-                args.allow_origins,
-                args.admin_listen,
-            ))
+            runtime.block_on(demo::run(args))
         }
     };
     match result {
