@@ -36,7 +36,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await pages?.close();
-  if (figures.length > 0) console.log(`# figures\n${figures.map((f) => `#   ${f}`).join("\n")}`);
+  if (figures.length > 0) console.log(`figures\n${figures.map((f) => `  ${f}`).join("\n")}`);
 });
 
 const TRANSPORTS = [
