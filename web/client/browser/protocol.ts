@@ -1,0 +1,73 @@
+// What the parity page (page.ts) exposes to the browser suite. Only
+// JSON-friendly values cross the boundary.
+
+export type TransportKind = "fetch" | "xhr";
+export type WireFormat = "binary" | "text";
+
+export interface TransportSpec {
+  kind: TransportKind;
+  format: WireFormat;
+  baseUrl: string;
+  heartbeat?: { interval: number; graceMs?: number };
+}
+
+export type Method =
+  | "EmptyCall"
+  | "UnaryCall"
+  | "StreamingOutputCall"
+  | "StreamingInputCall"
+  | "HalfDuplexCall"
+  | "FullDuplexCall"
+  | "UnimplementedCall"
+  | "UnimplementedService";
+
+export interface RequestSpec {
+  responseSize?: number;
+  payloadSize?: number;
+  responseStatus?: { code: number; message: string };
+  responseParameters?: { size: number; intervalUs?: number }[];
+}
+
+export interface CallSpec {
+  transport: TransportSpec;
+  method: Method;
+  /** One request (unary, server streaming) or the request stream. */
+  requests: RequestSpec[];
+  headers?: Record<string, string>;
+  timeoutMs?: number;
+  /** `immediately`: abort right after starting; `afterMessages`: abort after N messages. */
+  cancel?: { at: "immediately" } | { at: "afterMessages"; count: number; delayMs?: number };
+  /** Bidi: keep the request stream open (never end it) after sending. */
+  keepRequestOpen?: boolean;
+  /** Sample the JS heap (after gc) before the call and at this message index. */
+  heapAt?: number;
+  /** Return only a count of messages, not each size. */
+  countOnly?: boolean;
+}
+
+export interface CallOutcome {
+  /** 0 for OK, else the ConnectError code. */
+  code: number;
+  message: string;
+  sizes: number[];
+  count: number;
+  header: Record<string, string> | null;
+  trailer: Record<string, string> | null;
+  /** ms from call start: headers seen, first message, end. */
+  headerAt: number | null;
+  firstMessageAt: number | null;
+  endAt: number;
+  /** usedJSHeapSize growth between call start and message heapAt (bytes), if asked. */
+  heapGrowth?: number;
+}
+
+export interface ParityPage {
+  call(spec: CallSpec): Promise<CallOutcome>;
+  hasRequestStreams(): boolean;
+}
+
+declare global {
+  interface Window {
+    weirParity: ParityPage;
+  }
+}
