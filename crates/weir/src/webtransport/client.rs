@@ -314,6 +314,8 @@ pub struct Call {
 
 /// What reading the response produced.
 enum Event {
+    /// The response header block arrived; it is stored.
+    Headers,
     Message(Bytes),
     /// The call ended; its status is stored.
     End,
@@ -441,6 +443,7 @@ impl Call {
                             return Event::End;
                         }
                         self.headers = Some(block);
+                        return Event::Headers;
                     }
                     0 if self.headers.is_some() => return Event::Message(frame.into_payload()),
                     0 => {
@@ -560,10 +563,9 @@ impl Call {
     /// Waits for the response header block. Fails with the call's status when the call ended
     /// without one (a trailers-only answer, a reset, a lost session).
     pub async fn headers(&mut self) -> Result<&HeaderMap, Status> {
+        // The header block comes first: no message is read (and lost) here.
         while self.headers.is_none() && self.status.is_none() {
-            if let Event::Message(_) = self.read_event().await {
-                unreachable!("messages are only returned after the header block");
-            }
+            self.read_event().await;
         }
         match (&self.headers, &self.status) {
             (Some(headers), None) => Ok(headers),
@@ -577,9 +579,15 @@ impl Call {
     /// status once it ended otherwise (the trailers, if any, are in
     /// [`trailers`](Self::trailers)).
     pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        match self.read_event().await {
+        let event = loop {
+            match self.read_event().await {
+                Event::Headers => {}
+                event => break event,
+            }
+        };
+        match event {
             Event::Message(message) => Ok(Some(message)),
-            Event::End => match &self.status {
+            Event::Headers | Event::End => match &self.status {
                 Some(status) if status.code() == Code::Ok => Ok(None),
                 Some(status) => Err(status.clone()),
                 None => Err(Status::new(Code::Internal, "call ended without a status")),
@@ -589,7 +597,7 @@ impl Call {
 
     /// Reads (and discards) the remaining messages, and returns the final status.
     pub async fn status(&mut self) -> Status {
-        while let Event::Message(_) = self.read_event().await {}
+        while !matches!(self.read_event().await, Event::End) {}
         self.status
             .clone()
             .unwrap_or_else(|| Status::new(Code::Internal, "call ended without a status"))
