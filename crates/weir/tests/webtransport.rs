@@ -738,6 +738,24 @@ async fn bad_request_heads_are_refused_with_a_status() {
             .await
             .unwrap();
     }
+    // A first frame that cannot be a good header block is refused from its 5-byte header, at
+    // once, without buffering its payload or waiting for the header timeout.
+    for (flags, code) in [
+        (FLAG_TRAILERS, Code::ResourceExhausted),
+        (0, Code::Internal),
+    ] {
+        let mut stream = raw(&client).await;
+        let mut head = BytesMut::new();
+        encode_header(flags, 1 << 20, &mut head);
+        head.put_slice(&[b'a'; 100]);
+        write(&mut stream, &head, false).await;
+        let reply = read_raw(&mut stream).await;
+        assert_eq!(reply.trailers_only(), code, "flags {flags:#x}: {reply:?}");
+        assert_eq!(
+            stop_code(&mut stream).await,
+            u64::from(codes::PROTOCOL_ERROR)
+        );
+    }
     stack.assert_serving().await;
 }
 
