@@ -974,3 +974,30 @@ async fn thousands_of_streams_wait_for_credit() {
     assert!(most.load(Ordering::SeqCst) <= 54 + 1, "{most:?}");
     stack.assert_serving().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutdown_fails_open_calls_with_unavailable() {
+    for kind in KINDS {
+        let mut stack = Stack::start(kind).await;
+        let client = stack.client().await;
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        // The server closes its sessions ("shutting down"): the call's handler is cancelled,
+        // the client sees the session lost.
+        stack.stop.take().unwrap().send(()).unwrap();
+        assert_eq!(
+            status(&mut call).await.code(),
+            Code::Unavailable,
+            "{kind:?}"
+        );
+        stack.wait_for(|c| c.cancelled == 1).await;
+        let err = guard(
+            "call on a closed session",
+            client.call(EMPTY_CALL, HeaderMap::new()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{kind:?}");
+    }
+}
