@@ -24,6 +24,7 @@
 //! ```
 
 mod call;
+pub mod client;
 mod identity;
 
 use std::future::Future;
@@ -126,6 +127,13 @@ impl WebTransportConfig {
     /// Largest message in either direction (default 4 MiB).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How long a new call stream may take to send its request header block (default 10 s);
+    /// a stream that takes longer is reset with `PROTOCOL_ERROR`.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
         self
     }
 
