@@ -625,7 +625,7 @@ async fn read_raw(stream: &mut Raw) -> RawReply {
                 Ok(Some(chunk)) => decoder.push(chunk.bytes),
                 Ok(None) => break,
                 Err(ReadError::Reset(code)) => {
-                    reply.end = End::Reset(code.into_inner());
+                    reply.end = End::Reset(app_code(code.into_inner()));
                     break;
                 }
                 Err(e) => panic!("reading the raw response: {e}"),
@@ -640,7 +640,7 @@ async fn read_raw(stream: &mut Raw) -> RawReply {
 /// The STOP_SENDING code the server sent on this stream.
 async fn stop_code(stream: &mut Raw) -> u64 {
     match guard("STOP_SENDING", stream.0.stopped()).await {
-        StreamWriteError::Stopped(code) => code.into_inner(),
+        StreamWriteError::Stopped(code) => app_code(code.into_inner()),
         other => panic!("expected STOP_SENDING, got {other:?}"),
     }
 }
@@ -1000,4 +1000,10 @@ async fn a_server_shutdown_fails_open_calls_with_unavailable() {
         .unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{kind:?}");
     }
+}
+
+/// The WebTransport application code an HTTP/3 stream error code carries (the server sends
+/// codes in HTTP/3's reserved range, as browsers expect).
+fn app_code(wire: u64) -> u64 {
+    weir_codec::webtransport::from_http3(wire).map_or(wire, u64::from)
 }

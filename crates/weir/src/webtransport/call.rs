@@ -39,8 +39,11 @@ pub(super) struct Session<S> {
     pub(super) stop: CancellationToken,
 }
 
+/// A stream error code of the mapping, as HTTP/3 carries it (see
+/// [`weir_codec::webtransport`]); browsers read it back as the WebTransport code.
 fn code(value: u32) -> VarInt {
-    VarInt::from_u32(value)
+    VarInt::try_from_u64(weir_codec::webtransport::to_http3(value))
+        .unwrap_or(VarInt::from_u32(value))
 }
 
 impl<S> Session<S>
@@ -109,7 +112,7 @@ where
                     }
                 },
                 () = self.stop.cancelled() => {
-                    connection.close(code(0), b"shutting down");
+                    connection.close(VarInt::from_u32(0), b"shutting down");
                     break;
                 }
                 Some(_) = calls.join_next(), if !calls.is_empty() => {}

@@ -287,14 +287,24 @@ fn session_status(closed_locally: &AtomicBool, message: String) -> Status {
     }
 }
 
-/// The status a stream reset or STOP_SENDING code from the server stands for (§5).
+/// The status a stream reset or STOP_SENDING code from the server stands for (§5). The code
+/// is read as HTTP/3 carries WebTransport codes; a bare small code is accepted too.
 pub fn status_for_stream_code(code: u64) -> Code {
+    let code = weir_codec::webtransport::from_http3(code)
+        .map(u64::from)
+        .unwrap_or(code);
     match u32::try_from(code) {
         Ok(codes::CANCEL) => Code::Cancelled,
         Ok(codes::PROTOCOL_ERROR) => Code::Internal,
         Ok(codes::REFUSED) => Code::Unavailable,
         _ => Code::Unknown,
     }
+}
+
+/// A stream error code as HTTP/3 carries it.
+fn wire_code(value: u32) -> VarInt {
+    VarInt::try_from_u64(weir_codec::webtransport::to_http3(value))
+        .unwrap_or(VarInt::from_u32(value))
 }
 
 /// One call: a bidirectional stream carrying a request and its response, in full duplex.
@@ -381,10 +391,10 @@ impl Call {
 
     fn abandon(&mut self, code: u32) {
         if let Some(mut send) = self.send.take() {
-            let _ = send.reset(VarInt::from_u32(code));
+            let _ = send.reset(wire_code(code));
         }
         if let Some(recv) = self.recv.take() {
-            recv.stop(VarInt::from_u32(code));
+            recv.stop(wire_code(code));
         }
     }
 
@@ -550,12 +560,12 @@ impl Call {
         // The response is complete: nothing more to read; the request side, if still open,
         // is of no use to the server any more.
         if let Some(recv) = self.recv.take() {
-            recv.stop(VarInt::from_u32(codes::CANCEL));
+            recv.stop(wire_code(codes::CANCEL));
         }
         if status.code() != Code::Ok
             && let Some(mut send) = self.send.take()
         {
-            let _ = send.reset(VarInt::from_u32(codes::CANCEL));
+            let _ = send.reset(wire_code(codes::CANCEL));
         }
         self.end(status);
     }
