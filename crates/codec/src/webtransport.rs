@@ -22,7 +22,7 @@ pub fn to_http3(code: u32) -> u64 {
 /// The WebTransport application error code an HTTP/3 error code carries; `None` outside the
 /// reserved range and for the codes the range skips (every 0x1f-th, kept for HTTP/3 greasing).
 pub fn from_http3(code: u64) -> Option<u32> {
-    if !(FIRST_HTTP3_CODE..=LAST_HTTP3_CODE).contains(&code) || (code - 0x21) % 0x1f == 0 {
+    if !(FIRST_HTTP3_CODE..=LAST_HTTP3_CODE).contains(&code) || (code - 0x21).is_multiple_of(0x1f) {
         return None;
     }
     let shifted = code - FIRST_HTTP3_CODE;
