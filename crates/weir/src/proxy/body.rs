@@ -6,15 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Response;
 use http::header;
-use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
-use weir_codec::content_type::ContentType;
 
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
@@ -40,23 +39,9 @@ pub(super) struct Ends {
 pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Response<BoxBody> {
     let cluster = &*ends.cluster;
     let (mut parts, body) = response.into_parts();
-    let is_grpc = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(ContentType::from_header)
-        .is_some();
-    if parts.status != StatusCode::OK || !is_grpc {
-        if let Some(code) = parts
-            .headers
-            .get("grpc-status")
-            .and_then(|v| Code::from_header(v.as_bytes()))
-        {
-            let message = parts
-                .headers
-                .get("grpc-message")
-                .map(|m| weir_codec::status::decode_message(m.as_bytes()))
-                .unwrap_or_default();
-            return Status::new(code, message).into_response();
+    if !Status::is_grpc_response(parts.status, &parts.headers) {
+        if let Some(status) = Status::from_headers(&parts.headers) {
+            return status.into_response();
         }
         let summary = summarize(body).await;
         let content_type = parts
