@@ -320,6 +320,46 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     return raceAbort(p, signal);
   }
 
+  /**
+   * A new bidirectional stream. The server grants streams a few at a time
+   * (weir: 100 open calls per session); Chromium fails the creation instead
+   * of waiting for credit, so a failure on a live session is retried with
+   * backoff, for at most connectTimeoutMs (then UNAVAILABLE).
+   */
+  async function openStream(s: Session, signal: AbortSignal): Promise<WebTransportBidirectionalStream> {
+    const start = Date.now();
+    for (let delay = 5; ; delay = Math.min(delay * 2, 250)) {
+      const created = s.wt.createBidirectionalStream();
+      // Opened after we gave up: drop it.
+      created.then(
+        (st) => {
+          if (signal.aborted) {
+            st.readable.cancel(cancelReason()).catch(() => {});
+            st.writable.abort(cancelReason()).catch(() => {});
+          }
+        },
+        () => {},
+      );
+      try {
+        return await raceAbort(created, signal);
+      } catch (e) {
+        if (signal.aborted) throw e;
+        // Is the session still there? Its closed promise settles when it is not.
+        await raceAbort(Promise.race([s.wt.closed.then(() => {}, () => {}), new Promise((r) => setTimeout(r, delay))]), signal);
+        if (s.dead !== undefined) throw s.dead;
+        if (Date.now() - start > connectTimeoutMs) {
+          throw new ConnectError(
+            `could not open a WebTransport stream for ${connectTimeoutMs} ms (${describe(e)}): too many calls open on the session?`,
+            Code.Unavailable,
+            undefined,
+            undefined,
+            e,
+          );
+        }
+      }
+    }
+  }
+
   function headersFor(timeoutMs: number | undefined, header: HeadersInit | undefined): Headers {
     const h = new Headers(header);
     h.set("content-type", "application/grpc+proto");
@@ -362,25 +402,7 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     let stream: WebTransportBidirectionalStream;
     try {
       s = await session(ctl.signal);
-      const created = s.wt.createBidirectionalStream();
-      // Opened after we gave up (e.g. waiting for stream credit): drop it.
-      created.then(
-        (st) => {
-          if (ctl.signal.aborted) {
-            st.writable.abort(cancelReason()).catch(() => {});
-            st.readable.cancel(cancelReason()).catch(() => {});
-          }
-        },
-        () => {},
-      );
-      try {
-        stream = await raceAbort(created, ctl.signal);
-      } catch (e) {
-        if (ctl.signal.aborted) throw e;
-        const err = s.dead ?? new ConnectError(`could not open a WebTransport stream: ${describe(e)}`, Code.Unavailable, undefined, undefined, e);
-        s.lost(err);
-        throw err;
-      }
+      stream = await openStream(s, ctl.signal);
     } catch (e) {
       const err = ctl.signal.aborted ? abortError() : ConnectError.from(e, Code.Unavailable);
       finish();
@@ -397,8 +419,8 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     ctl.signal.addEventListener(
       "abort",
       () => {
-        if (!writeClosing) writer.abort(cancelReason()).catch(() => {});
         if (!readDone) reader.cancel(cancelReason()).catch(() => {});
+        if (!writeClosing) writer.abort(cancelReason()).catch(() => {});
       },
       { once: true },
     );
