@@ -241,9 +241,11 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       if (signal.aborted) throw signal.reason;
       throw new ConnectError(`could not fetch the WebTransport discovery document ${url}: ${describe(e)}`, Code.Unavailable, undefined, undefined, e);
     }
-    if (res.status === 404) {
+    if (res.status === 404 || res.status === 405) {
+      // 404: no endpoint. weir without a WebTransport listener answers 405
+      // (the path falls through to its gRPC endpoint, which wants POST).
       throw new ConnectError(
-        `the server publishes no WebTransport endpoint (${url} answered 404); is WebTransport enabled on it (weir: --webtransport-listen or [webtransport])?`,
+        `the server publishes no WebTransport endpoint (${url} answered ${res.status}); is WebTransport enabled on it (weir: --webtransport-listen or [webtransport])?`,
         Code.Unavailable,
       );
     }

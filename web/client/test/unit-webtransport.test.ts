@@ -430,6 +430,12 @@ describe("transport (scripted WebTransport)", () => {
     const out = await codeOf(createClient(TestService, missing).emptyCall({}));
     assert.equal(out.code, Code.Unavailable);
     assert.match(out.message, /404.*webtransport-listen/);
+    const refused = createWebTransportTransport({
+      baseUrl: "http://old.test",
+      WebTransport: fake.WebTransport,
+      fetch: async () => new Response("", { status: 405 }),
+    });
+    assert.match((await codeOf(createClient(TestService, refused).emptyCall({}))).message, /no WebTransport endpoint.*405/);
     const found = createWebTransportTransport({
       baseUrl: "http://found.test/",
       WebTransport: fake.WebTransport,
