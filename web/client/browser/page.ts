@@ -3,13 +3,43 @@
 
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createFetchTransport, createXhrTransport, supportsRequestStreams } from "../src/index.js";
+import { createAutoTransport, createFetchTransport, createWebTransportTransport, createXhrTransport, supportsRequestStreams, supportsWebTransport } from "../src/index.js";
 import { PayloadSchema } from "../../interop/src/gen/grpc/testing/messages_pb.js";
 import { TestService, UnimplementedService } from "../../interop/src/gen/grpc/testing/test_pb.js";
 import type { CallOutcome, CallSpec, RequestSpec, TransportSpec } from "./protocol.js";
 
-function transport(t: TransportSpec): Transport {
+// Count the sessions the page opens (the transports share one per endpoint).
+let sessions = 0;
+const NativeWebTransport = globalThis.WebTransport;
+if (typeof NativeWebTransport === "function") {
+  globalThis.WebTransport = class extends NativeWebTransport {
+    constructor(url: string | URL, options?: WebTransportOptions) {
+      super(url, options);
+      sessions++;
+    }
+  };
+}
+
+function wtOptions(t: TransportSpec) {
+  return {
+    baseUrl: t.baseUrl,
+    url: t.url,
+    serverCertificateHashes: t.certificateHashes?.map((value) => ({ algorithm: "sha-256", value })),
+    connectTimeoutMs: 5000,
+  };
+}
+
+function transport(t: TransportSpec, choices?: string[]): Transport {
   const opts = { baseUrl: t.baseUrl, format: t.format, heartbeat: t.heartbeat, bidiStallMs: 1000 };
+  if (t.kind === "webtransport") return createWebTransportTransport(wtOptions(t));
+  if (t.kind === "auto") {
+    return createAutoTransport({
+      ...opts,
+      webTransport: wtOptions(t),
+      useWebTransportFor: t.all === true ? "all" : "streaming",
+      onSelect: (choice) => choices?.push(choice),
+    });
+  }
   return t.kind === "fetch" ? createFetchTransport(opts) : createXhrTransport(opts);
 }
 
@@ -47,6 +77,8 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
   let count = 0;
   let heap0 = 0;
   let heapGrowth: number | undefined;
+  const choices: string[] = [];
+  let answered = () => {};
   const opts = {
     signal: abort.signal,
     timeoutMs: spec.timeoutMs,
@@ -61,6 +93,7 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
     firstMessageAt ??= since();
     if (spec.heapAt !== undefined && count === spec.heapAt) heapGrowth = heap() - heap0;
     count++;
+    answered();
     if (spec.countOnly !== true) sizes.push(size);
     const c = spec.cancel;
     if (c?.at === "afterMessages" && count === c.count) {
@@ -70,7 +103,7 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
   };
   const reqs = spec.requests.map(request);
   if (spec.heapAt !== undefined) heap0 = heap();
-  const client = createClient(TestService, transport(spec.transport));
+  const client = createClient(TestService, transport(spec.transport, choices));
   try {
     const run = (async () => {
       switch (spec.method) {
@@ -87,7 +120,7 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
           await client.unimplementedCall({}, opts);
           break;
         case "UnimplementedService":
-          await createClient(UnimplementedService, transport(spec.transport)).unimplementedCall({}, opts);
+          await createClient(UnimplementedService, transport(spec.transport, choices)).unimplementedCall({}, opts);
           break;
         case "StreamingOutputCall":
           for await (const m of client.streamingOutputCall(reqs[0] ?? {}, opts)) await onMessage(m.payload?.body.length ?? -1);
@@ -96,6 +129,7 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
           const r = await client.streamingInputCall(
             (async function* () {
               yield* reqs;
+              if (spec.keepRequestOpen === true) await new Promise(() => {});
             })(),
             opts,
           );
@@ -106,7 +140,11 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
         case "FullDuplexCall": {
           const fn = spec.method === "HalfDuplexCall" ? client.halfDuplexCall : client.fullDuplexCall;
           const input = (async function* () {
-            yield* reqs;
+            for (const r of reqs) {
+              const got = new Promise<void>((resolve) => (answered = resolve));
+              yield r;
+              if (spec.pingPong === true) await got;
+            }
             if (spec.keepRequestOpen === true) await new Promise(() => {});
           })();
           for await (const m of fn(input, opts)) await onMessage(m.payload?.body.length ?? -1);
@@ -115,8 +153,9 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
       }
     })();
     if (spec.cancel?.at === "immediately") abort.abort();
+    if (spec.cancel?.at === "afterMs") setTimeout(() => abort.abort(), spec.cancel.ms);
     await run;
-    return { code: 0, message: "", sizes, count, header: record(header), trailer: record(trailer), headerAt, firstMessageAt, endAt: since(), heapGrowth };
+    return { code: 0, message: "", sizes, count, header: record(header), trailer: record(trailer), headerAt, firstMessageAt, endAt: since(), heapGrowth, choices };
   } catch (e) {
     const err = ConnectError.from(e);
     const meta = record(err.metadata);
@@ -131,8 +170,16 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
       firstMessageAt,
       endAt: since(),
       heapGrowth,
+      choices,
     };
   }
 }
 
-window.weirParity = { call, hasRequestStreams: supportsRequestStreams };
+window.weirParity = {
+  call,
+  hasRequestStreams: supportsRequestStreams,
+  callMany: (spec, n) => Promise.all(Array.from({ length: n }, () => call(spec))),
+  sessionsOpened: () => sessions,
+  closeSession: (t) => createWebTransportTransport(wtOptions(t)).close("closed by the test page"),
+  hasWebTransport: supportsWebTransport,
+};

@@ -1,7 +1,7 @@
 // What the parity page (page.ts) exposes to the browser suite. Only
 // JSON-friendly values cross the boundary.
 
-export type TransportKind = "fetch" | "xhr";
+export type TransportKind = "fetch" | "xhr" | "webtransport" | "auto";
 export type WireFormat = "binary" | "text";
 
 export interface TransportSpec {
@@ -9,6 +9,11 @@ export interface TransportSpec {
   format: WireFormat;
   baseUrl: string;
   heartbeat?: { interval: number; graceMs?: number };
+  /** webtransport/auto: the session URL and hashes (else the discovery document at baseUrl). */
+  url?: string;
+  certificateHashes?: string[];
+  /** auto: send every call over WebTransport. */
+  all?: boolean;
 }
 
 export type Method =
@@ -36,9 +41,11 @@ export interface CallSpec {
   headers?: Record<string, string>;
   timeoutMs?: number;
   /** `immediately`: abort right after starting; `afterMessages`: abort after N messages. */
-  cancel?: { at: "immediately" } | { at: "afterMessages"; count: number; delayMs?: number };
-  /** Bidi: keep the request stream open (never end it) after sending. */
+  cancel?: { at: "immediately" } | { at: "afterMessages"; count: number; delayMs?: number } | { at: "afterMs"; ms: number };
+  /** Streaming requests: keep the request stream open (never end it) after sending. */
   keepRequestOpen?: boolean;
+  /** Bidi: send request i+1 only after response i arrived (ping_pong). */
+  pingPong?: boolean;
   /** Sample the JS heap (after gc) before the call and at this message index. */
   heapAt?: number;
   /** Return only a count of messages, not each size. */
@@ -59,11 +66,20 @@ export interface CallOutcome {
   endAt: number;
   /** usedJSHeapSize growth between call start and message heapAt (bytes), if asked. */
   heapGrowth?: number;
+  /** auto: the transport each call took. */
+  choices?: string[];
 }
 
 export interface ParityPage {
   call(spec: CallSpec): Promise<CallOutcome>;
   hasRequestStreams(): boolean;
+  /** Runs `n` calls at once. */
+  callMany(spec: CallSpec, n: number): Promise<CallOutcome[]>;
+  /** WebTransport sessions this page constructed so far. */
+  sessionsOpened(): number;
+  /** Closes the WebTransport session for this transport's endpoint. */
+  closeSession(t: TransportSpec): void;
+  hasWebTransport(): boolean;
 }
 
 declare global {

@@ -8,10 +8,10 @@ import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 import { CLIENT_DIR } from "../test/harness.js";
 
-async function size(external: string[]) {
+async function size(external: string[], names = "createFetchTransport, createXhrTransport") {
   const r = await build({
     stdin: {
-      contents: `export { createFetchTransport, createXhrTransport } from "./src/index.js";`,
+      contents: `export { ${names} } from "./src/index.js";`,
       resolveDir: CLIENT_DIR,
       loader: "ts",
     },
@@ -34,4 +34,10 @@ const own = await size(["@connectrpc/connect", "@connectrpc/connect/*", "@bufbui
 const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 console.log(`# bundle size, @weir/client with the Connect/protobuf runtime it uses: ${kb(all.min)} minified, ${kb(all.gz)} min+gzip`);
 console.log(`# bundle size, @weir/client's own code: ${kb(own.min)} minified, ${kb(own.gz)} min+gzip`);
+const EXTERNAL = ["@connectrpc/connect", "@connectrpc/connect/*", "@bufbuild/protobuf", "@bufbuild/protobuf/*"];
+for (const names of ["createWebTransportTransport", "createAutoTransport"]) {
+  const a = await size([], names);
+  const o = await size(EXTERNAL, names);
+  console.log(`# bundle size, ${names} alone: ${kb(a.min)} minified, ${kb(a.gz)} min+gzip with the runtime; own code ${kb(o.min)} minified, ${kb(o.gz)} min+gzip`);
+}
 void resolve;

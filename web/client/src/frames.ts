@@ -14,6 +14,17 @@ export interface Frame {
   data: Uint8Array;
 }
 
+export interface FrameParserOptions {
+  /** Accept empty heartbeat frames (0x40), a weir gRPC-Web extension. Default true. */
+  heartbeats?: boolean;
+  /**
+   * gRPC-Web: the first 0x80 frame is the trailer and ends the body, so any
+   * byte after it is an error. Default true; WebTransport streams carry two
+   * header blocks (headers and trailers) and check the order themselves.
+   */
+  trailerEnds?: boolean;
+}
+
 export class FrameParser {
   private readonly prefix = new Uint8Array(5);
   private prefixLen = 0;
@@ -24,7 +35,16 @@ export class FrameParser {
   /** Bytes taken in so far (for error messages). */
   private offset = 0;
 
-  constructor(private readonly readMaxBytes: number) {}
+  private readonly heartbeats: boolean;
+  private readonly trailerEnds: boolean;
+
+  constructor(
+    private readonly readMaxBytes: number,
+    options: FrameParserOptions = {},
+  ) {
+    this.heartbeats = options.heartbeats ?? true;
+    this.trailerEnds = options.trailerEnds ?? true;
+  }
 
   /** Feeds a chunk; returns the frames it completed, in order. Throws ConnectError on bad input. */
   push(chunk: Uint8Array): Frame[] {
@@ -78,7 +98,7 @@ export class FrameParser {
     const v = new DataView(this.prefix.buffer);
     const len = v.getUint32(1);
     const at = this.offset - 5;
-    if ((flags & ~(FLAG_COMPRESSED | FLAG_TRAILER | FLAG_HEARTBEAT)) !== 0) {
+    if ((flags & ~(FLAG_COMPRESSED | FLAG_TRAILER | (this.heartbeats ? FLAG_HEARTBEAT : 0))) !== 0) {
       throw new ConnectError(`protocol error: unknown frame flags 0x${flags.toString(16)} at byte ${at}`, Code.Internal);
     }
     if (flags & FLAG_COMPRESSED) {
@@ -107,7 +127,7 @@ export class FrameParser {
     this.payload = undefined;
     this.prefixLen = 0;
     this.payloadLen = 0;
-    if (frame.flags === FLAG_TRAILER) this.sawTrailer = true;
+    if (frame.flags === FLAG_TRAILER && this.trailerEnds) this.sawTrailer = true;
     return frame;
   }
 }

@@ -104,12 +104,35 @@ function weirBin(): string {
     : resolve(CLIENT_DIR, "../../target/debug/weir");
 }
 
+export interface WeirDemoOptions {
+  /** Default 127.0.0.1:0. */
+  listen?: string;
+  /** Start the WebTransport listener on this UDP address (e.g. 127.0.0.1:0). */
+  webtransport?: string;
+}
+
+export interface WeirUnderTest extends ServerUnderTest {
+  /** The session URL weir printed (`webtransport on ...`), with --webtransport-listen. */
+  readonly webtransportUrl?: string;
+  /** The admin listener's base URL. */
+  readonly admin?: string;
+}
+
+const WEBTRANSPORT_LINE = /webtransport on (https:\/\/\S+)/;
+
 async function startWeir(origins: string[]): Promise<ServerUnderTest> {
+  return startWeirDemo(origins);
+}
+
+/** `weir demo` with its admin listener (and optionally WebTransport), allowing `origins`. */
+export async function startWeirDemo(origins: string[], opts: WeirDemoOptions = {}): Promise<WeirUnderTest> {
+  const wt = opts.webtransport !== undefined ? ["--webtransport-listen", opts.webtransport] : [];
   const server = await startServer({
     name: "weir demo",
     command: weirBin(),
-    args: ["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", ...origins.flatMap((o) => ["--allow-origin", o])],
+    args: ["demo", "--listen", opts.listen ?? "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", ...wt, ...origins.flatMap((o) => ["--allow-origin", o])],
   });
+  const webtransportUrl = wt.length > 0 ? WEBTRANSPORT_LINE.exec(server.output())?.[1] : undefined;
   let admin: string | undefined;
   for (let i = 0; i < 50 && admin === undefined; i++) {
     admin = /admin on (http:\/\/\S+)/.exec(server.output())?.[1];
@@ -118,17 +141,41 @@ async function startWeir(origins: string[]): Promise<ServerUnderTest> {
   return {
     server,
     isWeir: true,
+    webtransportUrl,
+    admin,
     async cancellations() {
       if (admin === undefined) throw new Error(`weir printed no admin address:\n${server.output()}`);
-      const text = await (await fetch(`${admin}/metrics`)).text();
-      let sum = 0;
-      for (const line of text.split("\n")) {
-        const m = /^weir_call_cancellations_total(?:\{[^}]*\})?\s+(\S+)/.exec(line);
-        if (m?.[1] !== undefined) sum += Number(m[1]);
-      }
-      return sum;
+      return cancellationsAt(admin);
     },
   };
+}
+
+/** Sum of weir_call_cancellations_total on an admin listener. */
+export async function cancellationsAt(admin: string): Promise<number> {
+  const text = await (await fetch(`${admin}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    const m = /^weir_call_cancellations_total(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (m?.[1] !== undefined) sum += Number(m[1]);
+  }
+  return sum;
+}
+
+/** A port that is free now on 127.0.0.1 (TCP, or UDP with `udp`). */
+export async function freePort(udp = false): Promise<number> {
+  if (udp) {
+    const dgram = await import("node:dgram");
+    const sock = dgram.createSocket("udp4");
+    await new Promise<void>((ok) => sock.bind(0, "127.0.0.1", ok));
+    const { port } = sock.address();
+    await new Promise<void>((ok) => sock.close(() => ok()));
+    return port;
+  }
+  const srv = http.createServer();
+  await new Promise<void>((ok) => srv.listen(0, "127.0.0.1", ok));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise<void>((ok) => srv.close(() => ok()));
+  return port;
 }
 
 /** The interop targets (INTEROP_TARGETS, WEIR_BIN, WEIR_REQUIRE), weir with its admin listener. */
