@@ -152,7 +152,14 @@ if (availability.unavailable !== undefined) {
       assert.ok(answerTimes.every((t) => t >= at("requestEnd")), `answers ${JSON.stringify(answerTimes)} ms after the request stream ended at ${at("requestEnd")} ms`);
     });
 
-    test("abort mid-upload: the upstream sees the cancellation", T, async () => {
+    // weir serve does not pass an HTTP/2 RST_STREAM on a client stream whose
+    // request body is still open on to the upstream (closing the connection
+    // does): Chromium aborts with RST_STREAM(CANCEL) and keeps the connection,
+    // so the upstream call stays open. Reproduced without a browser in
+    // interop/test/gateway-tls.test.ts. The page side must hold regardless.
+    const ABORT_GAP = "weir serve: RST_STREAM on an open HTTP/2 client stream does not cancel the upstream call";
+    let abortedId: string | undefined;
+    test("abort mid-upload: the call ends CANCELED at once, message 2 never leaves the page", T, async () => {
       const id = newId("abort");
       const h = await start({ baseUrl: h2Base, method: "StreamingInputCall", id, requests: [{ payloadSize: 10 }, { payloadSize: 20 }], gated: true });
       await waitForEvent(upstream!, messageOf(id, 0), NOTICE_MS, `message 0 of ${id}`);
@@ -160,9 +167,16 @@ if (availability.unavailable !== undefined) {
       const out = await result(h);
       assert.equal(out.code, C.CANCELED, out.message);
       assert.equal(out.sent, 1);
-      const ev = await waitForEvent(upstream!, cancelledOf(id), NOTICE_MS, `cancelled event of ${id}`);
+      assert.equal(out.fetches.length, 1, "no resend after an abort");
+      assert.match(out.fetches[0]?.error ?? "", /^AbortError/);
+      abortedId = id;
+    });
+
+    test("abort mid-upload: the upstream sees the cancellation", { ...T, todo: ABORT_GAP }, async () => {
+      assert.ok(abortedId !== undefined, "the abort case ran");
+      const ev = await waitForEvent(upstream!, cancelledOf(abortedId), 2_000, `cancelled event of ${abortedId}`);
       assert.equal(ev.method, "grpc.testing.TestService/StreamingInputCall");
-      assert.deepEqual(seen(id), [0], "message 1 never left the page");
+      assert.deepEqual(seen(abortedId), [0], "message 1 never left the page");
     });
 
     test("cleartext HTTP/1.1 listener of the same gateway: the same code falls back to one buffered body, and remembers the origin", T, async () => {

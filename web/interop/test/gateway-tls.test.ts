@@ -14,10 +14,10 @@ import { createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect
 import { TestService } from "../src/gen/grpc/testing/test_pb.js";
 import { PayloadSchema } from "../src/gen/grpc/testing/messages_pb.js";
 import { STREAMING_AGGREGATE_SIZE, STREAMING_REQUEST_SIZES, STREAMING_RESPONSE_SIZES } from "../src/interop-constants.js";
-import { type Gateway, gatewayAvailability, gatewayConfig, startGateway, startUpstream, tlsUrl, upstreamEvents } from "../src/harness/gateway.js";
+import { type Gateway, gatewayAvailability, gatewayConfig, startGateway, startUpstream, tlsUrl, upstreamEvents, waitForEvent } from "../src/harness/gateway.js";
 import type { RunningServer } from "../src/harness/server-process.js";
 import { certUnavailable, selfSignedCert, type TestCert } from "../src/harness/tls.js";
-import { type MessageEvent, TEST_ID_KEY } from "../src/upstream-events.js";
+import { type CancelledEvent, type MessageEvent, TEST_ID_KEY } from "../src/upstream-events.js";
 
 const T = { timeout: 30_000 };
 const availability = gatewayAvailability();
@@ -124,6 +124,38 @@ if (availability.unavailable !== undefined) {
             STREAMING_REQUEST_SIZES.map((_, i) => i),
           );
         });
+
+        // Over HTTP/1.1 the abort closes the connection; over HTTP/2 it is a
+        // RST_STREAM(CANCEL) on a stream whose request body is still open,
+        // which weir serve does not pass on to the upstream (the connection
+        // stays up, the upstream call waits for more messages).
+        test(
+          "aborting a client stream mid-upload: the upstream sees the cancellation",
+          { ...T, todo: httpVersion === "2" ? "weir serve: RST_STREAM on an open HTTP/2 client stream does not cancel the upstream call" : false },
+          async () => {
+            const id = newId(`tls-h${httpVersion}-abort`);
+            const abort = new AbortController();
+            let release: () => void = () => {};
+            const held = new Promise<void>((r) => (release = r));
+            const call = client.streamingInputCall(
+              (async function* () {
+                yield { payload: create(PayloadSchema, { body: new Uint8Array(10) }) };
+                await held;
+              })(),
+              { headers: { [TEST_ID_KEY]: id }, signal: abort.signal },
+            );
+            call.catch(() => {});
+            assert.ok(upstream);
+            try {
+              await waitForEvent(upstream, (e): e is MessageEvent => e.event === "message" && e.id === id, 5_000, `message 0 of ${id}`);
+              abort.abort();
+              await assert.rejects(call);
+              await waitForEvent(upstream, (e): e is CancelledEvent => e.event === "cancelled" && e.id === id, httpVersion === "2" ? 2_000 : 5_000, `cancelled event of ${id}`);
+            } finally {
+              release();
+            }
+          },
+        );
 
         if (httpVersion === "2") {
           test("full duplex (an answer before the request stream ends)", T, async () => {
