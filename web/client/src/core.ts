@@ -80,6 +80,8 @@ export interface Wire {
 }
 
 export const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
+/** How much of a request stream is kept for a resend as one body (see requestStream). */
+export const RESEND_KEEP_BYTES = 1024 * 1024;
 const HEARTBEAT_HEADER = "weir-heartbeat";
 const CONTENT_TYPE = /^application\/grpc-web(-text)?(?:\+proto)?(?:;.*)?$/i;
 
@@ -217,9 +219,17 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
     }
   }
 
-  /** A ReadableStream over the request messages that remembers what it sent (for a fallback). */
-  function requestStream<I extends DescMessage>(desc: I, it: AsyncIterator<MessageShape<I>>, sent: Uint8Array[] | undefined) {
+  /**
+   * A ReadableStream over the request messages. It remembers what it sent, for
+   * a resend as one body should the request stream be refused, but only up to
+   * RESEND_KEEP_BYTES (always the first message): a refusal (Chromium over
+   * HTTP/1.1) comes before more than the first few messages are read, and a
+   * long upload must not keep everything it sent until the response arrives.
+   */
+  function requestStream<I extends DescMessage>(desc: I, it: AsyncIterator<MessageShape<I>>) {
     let pending: Promise<unknown> = Promise.resolve();
+    let sent: Uint8Array[] | undefined = [];
+    let kept = 0;
     const stream = new ReadableStream<Uint8Array>({
       pull(controller) {
         const p = it.next().then((r) => {
@@ -228,14 +238,25 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
             return;
           }
           const env = envelope(desc, r.value);
-          sent?.push(env);
+          if (sent !== undefined && (sent.length === 0 || kept + env.length <= RESEND_KEEP_BYTES)) {
+            sent.push(env);
+            kept += env.length;
+          } else {
+            sent = undefined;
+          }
           controller.enqueue(text ? new TextEncoder().encode(encodeBase64(env)) : env);
         });
         pending = p.catch(() => {});
         return p;
       },
     });
-    return { stream, settled: () => pending };
+    return {
+      stream,
+      settled: () => pending,
+      /** Everything sent so far, or undefined if that is more than was kept. */
+      resendable: () => sent,
+      forget: () => (sent = undefined),
+    };
   }
 
   async function call<I extends DescMessage, O extends DescMessage>(
@@ -265,15 +286,18 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
         if (r.done === true) throw new ConnectError("missing request message", Code.Internal);
         res = await wire.send({ url, headers: reqHeader, body: encodeBody([envelope(method.input, r.value)]), signal: ctl.signal });
       } else if (wire.canStreamRequest?.(url) === true) {
-        const sent: Uint8Array[] = [];
-        const rs = requestStream(method.input, it, sent);
+        const rs = requestStream(method.input, it);
         try {
           res = await wire.send({ url, headers: reqHeader, body: rs.stream, signal: ctl.signal });
-          sent.length = 0;
+          rs.forget();
         } catch (e) {
-          if (ctl.signal.aborted || wire.requestStreamFailed?.(url, e) !== true) throw e;
+          // A failure after more than RESEND_KEEP_BYTES went out is no refusal
+          // but a network error: it fails the call and is not replayed.
+          if (ctl.signal.aborted || rs.resendable() === undefined || wire.requestStreamFailed?.(url, e) !== true) throw e;
           // Request streams refused (e.g. HTTP/1.1): resend everything as one body.
           await rs.settled();
+          const sent = rs.resendable();
+          if (sent === undefined) throw e;
           await drain(method.input, it, sent, ctl.signal, kind === "bidi_streaming" ? bidiStallMs : undefined);
           res = await wire.send({ url, headers: reqHeader, body: encodeBody(sent), signal: ctl.signal });
         }

@@ -177,6 +177,41 @@ describe("crafted server responses (fetch transport in Node)", () => {
     assert.equal(refusals, 1, "the origin is remembered as refusing request streams");
   });
 
+  test("client stream: a failure after more than 1 MiB went out is not replayed (nor taken for a refusal)", { timeout: 5000 }, async () => {
+    // A fetch that reads the whole request stream, then fails like a dropped
+    // connection (Chromium: TypeError "Failed to fetch").
+    const attempts: string[] = [];
+    const flaky: typeof fetch = async (url, init) => {
+      if (init?.body instanceof ReadableStream) {
+        const reader = (init.body as ReadableStream<Uint8Array>).getReader();
+        let bytes = 0;
+        for (let r = await reader.read(); r.done !== true; r = await reader.read()) bytes += r.value.length;
+        attempts.push(`stream ${bytes}`);
+        if (bytes > 1024 * 1024) throw new TypeError("Failed to fetch");
+        return fetch(url, { ...init, body: new Uint8Array(0) });
+      }
+      attempts.push("buffered");
+      return fetch(url, init);
+    };
+    const client = createClient(TestService, createFetchTransport({ baseUrl: base, fetch: flaky }));
+    const upload = (sizes: number[]) =>
+      client.streamingInputCall(
+        (async function* () {
+          for (const n of sizes) yield { payload: { body: new Uint8Array(n) } };
+        })(),
+        { headers: { "x-script": "count" } },
+      );
+    const err = await upload([600_000, 600_000, 600_000]).then(
+      () => assert.fail("the call succeeded"),
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(err.code, Code.Unavailable, err.message);
+    assert.equal(attempts.length, 1, `no resend: ${JSON.stringify(attempts)}`);
+    // The origin was not marked as refusing request streams.
+    await upload([1, 2]).catch(() => {});
+    assert.match(attempts[1] ?? "", /^stream /, JSON.stringify(attempts));
+  });
+
   test("no unhandled rejections", () => {
     assert.deepEqual(unhandled, []);
   });

@@ -65,7 +65,8 @@ export async function serveFiles(files: Record<string, [string, string]>, host =
 export const html = (script: string) =>
   `<!doctype html><html><head><meta charset="utf-8"><title>weir client test</title></head><body><script type="module" src="${script}"></script></body></html>`;
 
-export function launch(): Promise<Browser> {
+/** Headless Chromium; `extraArgs` are added to the command line (e.g. --ignore-certificate-errors). */
+export function launch(extraArgs: readonly string[] = []): Promise<Browser> {
   return chromium.launch({
     executablePath: chromiumPath(),
     args: [
@@ -78,6 +79,7 @@ export function launch(): Promise<Browser> {
       "--disable-sync",
       "--enable-precise-memory-info",
       "--js-flags=--expose-gc",
+      ...extraArgs,
     ],
     timeout: 30_000,
   });
