@@ -72,7 +72,18 @@ pub(crate) async fn run(
         );
     let grpc = metrics.layer().layer(proxy);
 
-    // WebTransport first: the HTTP listeners publish its certificate hashes.
+    // HTTP listeners are bound first: WebTransport lets their pages in. WebTransport is set up
+    // before they serve: they publish its certificate hashes.
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let tcp = tokio::net::TcpListener::bind(listener.address)
+            .await
+            .map_err(|e| format!("listener {}: cannot listen: {e}", listener.address))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        bound.push((listener, tcp, addr));
+    }
+    let own_ports: Vec<u16> = bound.iter().map(|(_, _, addr)| addr.port()).collect();
+
     let mut webtransport = None;
     if let Some(wt) = &config.webtransport {
         let identity = match (&wt.cert, &wt.key) {
@@ -92,7 +103,8 @@ pub(crate) async fn run(
                     .max_request_message_size
                     .max(config.limits.max_response_message_size),
             )
-            .max_header_block(config.limits.max_header_list_size as usize);
+            .max_header_block(config.limits.max_header_list_size as usize)
+            .own_http_ports(own_ports.clone());
         let server = WebTransportServer::bind(wt.address, identity, wt_config)
             .map_err(|e| format!("webtransport {}: cannot listen: {e}", wt.address))?;
         let hashes = server.certificate_hashes();
@@ -130,11 +142,7 @@ pub(crate) async fn run(
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    for listener in &config.listeners {
-        let tcp = tokio::net::TcpListener::bind(listener.address)
-            .await
-            .map_err(|e| format!("listener {}: cannot listen: {e}", listener.address))?;
-        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    for (listener, tcp, addr) in bound {
         let server = server.clone();
         let service = service.clone();
         let stop = stop.clone().cancelled_owned();
@@ -152,8 +160,14 @@ pub(crate) async fn run(
         }
     }
     if let Some((server, _)) = webtransport {
-        // Sessions end with the grace period, when the drain token fires.
-        let stop = drain.clone().cancelled_owned();
+        // Sessions end with the grace period: when the drain token fires, calls still open end
+        // with UNAVAILABLE trailers, which get a moment to reach clients before the sessions
+        // close.
+        let drained = drain.clone();
+        let stop = async move {
+            drained.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
         let grpc = grpc.clone();
         tasks.spawn(async move { server.serve(grpc, stop).await });
     }

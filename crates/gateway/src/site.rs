@@ -93,6 +93,24 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.method() == Method::GET
             && request.uri().path() == DISCOVERY_PATH
+            && self.discovery.is_none()
+        {
+            let mut response =
+                Response::new(BoxBody::full("this server has no WebTransport listener\n"));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            return Either::Right(std::future::ready(Ok(response)));
+        }
+        if request.method() == Method::GET
+            && request.uri().path() == DISCOVERY_PATH
             && let Some(discovery) = &self.discovery
         {
             let mut response =

@@ -102,3 +102,42 @@ where
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
+
+/// A request body that failed because the client gave up: its status, and an HTTP/2 `CANCEL`
+/// as its source, so that hyper resets the upstream stream with `RST_STREAM(CANCEL)` (a
+/// cancellation) rather than `INTERNAL_ERROR` (a failure) when it forwards the body.
+#[derive(Debug)]
+pub(crate) struct Abandoned {
+    status: Status,
+    reason: h2::Error,
+}
+
+impl Abandoned {
+    pub(crate) fn new(status: Status) -> Self {
+        Abandoned {
+            status,
+            reason: h2::Error::from(h2::Reason::CANCEL),
+        }
+    }
+}
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.status.fmt(f)
+    }
+}
+
+impl std::error::Error for Abandoned {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reason)
+    }
+}
+
+/// The error a request body returns for `status`: a client that gave up is [`Abandoned`].
+pub(crate) fn request_body_error(status: Status) -> crate::body::BoxError {
+    if status.code() == weir_codec::Code::Cancelled {
+        Box::new(Abandoned::new(status))
+    } else {
+        Box::new(status)
+    }
+}

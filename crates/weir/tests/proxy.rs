@@ -842,36 +842,3 @@ async fn balances_over_the_clusters_addresses() {
         Some(format!("127.0.0.1:{}", second.port()))
     );
 }
-
-/// A client that gives up in the middle of its upload while the upstream has already sent
-/// its response headers (a bidi call that has not answered yet; grpc-js sends headers this
-/// early for client streams too): the upstream handler sees the cancellation. On HTTP/2 the
-/// client resets the stream and keeps the connection (what a browser's abort does); on
-/// HTTP/1.1 it closes the connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn abandoned_upload_reaches_the_upstream() {
-    for (proto, mode) in VARIANTS {
-        let (gateway, upstream) = gateway().await;
-        let mut client = gateway.client(proto).await;
-        let keep = (proto == Proto::H2).then(|| client.h2_handle());
-        let (tx, body) = channel_body();
-        // A request that asks for no response: the upstream answers headers only.
-        tx.send(mode.body(&[StreamingOutputCallRequest::default()]))
-            .await
-            .unwrap();
-        let request = client.request(FULL_DUPLEX_CALL, mode).body(body).unwrap();
-        let call = tokio::spawn(async move { client.start(request, mode).await.finish().await });
-        upstream.wait_for(|c| c.started == 1).await;
-        call.abort();
-        let _ = call.await;
-        let counts = upstream.wait_for(|c| c.cancelled == 1).await;
-        assert_eq!(counts.completed, 0, "{proto:?} {mode:?}");
-        drop(tx);
-        if let Some(mut same_connection) = keep {
-            same_connection
-                .unary(EMPTY_CALL, mode, &Empty {})
-                .await
-                .assert_ok();
-        }
-    }
-}

@@ -221,7 +221,7 @@ impl RecvBody {
         }
         self.failure.set(status.clone());
         self.done = true;
-        Poll::Ready(Some(Err(Box::new(status))))
+        Poll::Ready(Some(Err(crate::call::request_body_error(status))))
     }
 }
 
