@@ -28,8 +28,75 @@ const SUMMARY_WAIT: Duration = Duration::from_secs(1);
 
 /// Turns the upstream's response into the client's: gRPC responses stream through; anything
 /// else becomes a trailers-only status.
+/// Cancels a call's upload when dropped (see [`UploadBody`]).
+pub(super) struct Abandon(CancellationToken);
+
+impl Abandon {
+    pub(super) fn new() -> Self {
+        Abandon(CancellationToken::new())
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The request body on its way upstream, which fails with `CANCEL` once the call is over
+/// (its [`Abandon`] dropped), so hyper resets the upstream stream instead of keeping it open
+/// for an upload nobody waits for.
+pub(super) struct UploadBody {
+    inner: BoxBody,
+    over: Pin<Box<WaitForCancellationFutureOwned>>,
+    done: bool,
+}
+
+impl UploadBody {
+    pub(super) fn new(inner: BoxBody, abandon: &Abandon) -> Self {
+        UploadBody {
+            inner,
+            over: Box::pin(abandon.0.clone().cancelled_owned()),
+            done: false,
+        }
+    }
+}
+
+impl Body for UploadBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.over.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            let status = Status::new(Code::Cancelled, "the call ended before its upload");
+            return Poll::Ready(Some(Err(crate::call::request_body_error(status))));
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.done = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// What can end an upstream call besides the upstream itself.
 pub(super) struct Ends {
+    pub(super) abandon: Abandon,
     pub(super) deadline: Option<Instant>,
     pub(super) drain: CancellationToken,
     pub(super) metrics: Option<Metrics>,
@@ -75,6 +142,7 @@ pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Respo
         drain: Box::pin(ends.drain.cancelled_owned()),
         metrics: ends.metrics,
         cluster: ends.cluster,
+        _abandon: ends.abandon,
     };
     Response::from_parts(parts, crate::body::boxed(body))
 }
@@ -113,6 +181,8 @@ struct UpstreamBody {
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
     metrics: Option<Metrics>,
     cluster: Arc<str>,
+    /// Ends the upload when this body goes (see [`UploadBody`]).
+    _abandon: Abandon,
 }
 
 impl UpstreamBody {
