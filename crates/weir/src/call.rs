@@ -103,22 +103,15 @@ where
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
 
-/// A request body that failed because the client gave up: its status, and an HTTP/2 `CANCEL`
-/// as its source, so that hyper resets the upstream stream with `RST_STREAM(CANCEL)` (a
-/// cancellation) rather than `INTERNAL_ERROR` (a failure) when it forwards the body.
+/// A request body that failed because the client gave up.
+///
+/// Forwarded upstream, it makes hyper reset the upstream stream with `INTERNAL_ERROR`, not
+/// `CANCEL`: tonic reads a `CANCEL` reset of a request stream as its clean end, so an aborted
+/// upload would look complete to the handler. The proxy recognises this error to report the
+/// call as cancelled rather than failed.
 #[derive(Debug)]
 pub(crate) struct Abandoned {
     status: Status,
-    reason: h2::Error,
-}
-
-impl Abandoned {
-    pub(crate) fn new(status: Status) -> Self {
-        Abandoned {
-            status,
-            reason: h2::Error::from(h2::Reason::CANCEL),
-        }
-    }
 }
 
 impl std::fmt::Display for Abandoned {
@@ -127,16 +120,12 @@ impl std::fmt::Display for Abandoned {
     }
 }
 
-impl std::error::Error for Abandoned {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.reason)
-    }
-}
+impl std::error::Error for Abandoned {}
 
 /// The error a request body returns for `status`: a client that gave up is [`Abandoned`].
 pub(crate) fn request_body_error(status: Status) -> crate::body::BoxError {
     if status.code() == weir_codec::Code::Cancelled {
-        Box::new(Abandoned::new(status))
+        Box::new(Abandoned { status })
     } else {
         Box::new(status)
     }

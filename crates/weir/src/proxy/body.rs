@@ -19,6 +19,7 @@ use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// How much of a non-gRPC error page goes into `grpc-message`.
@@ -28,18 +29,29 @@ const SUMMARY_WAIT: Duration = Duration::from_secs(1);
 
 /// Turns the upstream's response into the client's: gRPC responses stream through; anything
 /// else becomes a trailers-only status.
-/// Cancels a call's upload when dropped (see [`UploadBody`]).
-pub(super) struct Abandon(CancellationToken);
+/// Cancels a call's upload when dropped (see [`UploadBody`]), and knows whether the client
+/// abandoned its upload.
+pub(super) struct Abandon {
+    over: CancellationToken,
+    client_gone: Arc<AtomicBool>,
+}
 
 impl Abandon {
     pub(super) fn new() -> Self {
-        Abandon(CancellationToken::new())
+        Abandon {
+            over: CancellationToken::new(),
+            client_gone: Arc::default(),
+        }
+    }
+
+    fn client_gone(&self) -> bool {
+        self.client_gone.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Abandon {
     fn drop(&mut self) {
-        self.0.cancel();
+        self.over.cancel();
     }
 }
 
@@ -49,6 +61,7 @@ impl Drop for Abandon {
 pub(super) struct UploadBody {
     inner: BoxBody,
     over: Pin<Box<WaitForCancellationFutureOwned>>,
+    client_gone: Arc<AtomicBool>,
     done: bool,
 }
 
@@ -56,7 +69,8 @@ impl UploadBody {
     pub(super) fn new(inner: BoxBody, abandon: &Abandon) -> Self {
         UploadBody {
             inner,
-            over: Box::pin(abandon.0.clone().cancelled_owned()),
+            over: Box::pin(abandon.over.clone().cancelled_owned()),
+            client_gone: abandon.client_gone.clone(),
             done: false,
         }
     }
@@ -76,11 +90,18 @@ impl Body for UploadBody {
         if self.over.as_mut().poll(cx).is_ready() {
             self.done = true;
             let status = Status::new(Code::Cancelled, "the call ended before its upload");
-            return Poll::Ready(Some(Err(crate::call::request_body_error(status))));
+            return Poll::Ready(Some(Err(Box::new(status))));
         }
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-            self.done = true;
+        match &polled {
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                if e.is::<crate::call::Abandoned>() {
+                    self.client_gone.store(true, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None) => self.done = true,
+            _ => {}
         }
         polled
     }
@@ -142,7 +163,7 @@ pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Respo
         drain: Box::pin(ends.drain.cancelled_owned()),
         metrics: ends.metrics,
         cluster: ends.cluster,
-        _abandon: ends.abandon,
+        abandon: ends.abandon,
     };
     Response::from_parts(parts, crate::body::boxed(body))
 }
@@ -182,7 +203,7 @@ struct UpstreamBody {
     metrics: Option<Metrics>,
     cluster: Arc<str>,
     /// Ends the upload when this body goes (see [`UploadBody`]).
-    _abandon: Abandon,
+    abandon: Abandon,
 }
 
 impl UpstreamBody {
@@ -231,6 +252,10 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = Box::new(e);
                 let mut status = Status::from_response_body_error(&e);
+                if this.abandon.client_gone() {
+                    // The upstream reset because the client abandoned its upload.
+                    status = Status::new(Code::Cancelled, "the client abandoned the call");
+                }
                 if status.code() == Code::Unavailable {
                     status = Status::new(
                         Code::Unavailable,
