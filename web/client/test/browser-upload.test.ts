@@ -157,7 +157,6 @@ if (availability.unavailable !== undefined) {
     // does): Chromium aborts with RST_STREAM(CANCEL) and keeps the connection,
     // so the upstream call stays open. Reproduced without a browser in
     // interop/test/gateway-tls.test.ts. The page side must hold regardless.
-    const ABORT_GAP = "weir serve: RST_STREAM on an open HTTP/2 client stream does not cancel the upstream call";
     let abortedId: string | undefined;
     test("abort mid-upload: the call ends CANCELED at once, message 2 never leaves the page", T, async () => {
       const id = newId("abort");
@@ -172,7 +171,14 @@ if (availability.unavailable !== undefined) {
       abortedId = id;
     });
 
-    test("abort mid-upload: the upstream sees the cancellation", { ...T, todo: ABORT_GAP }, async () => {
+    // Chromium, when a page aborts a streaming upload, first ends the request stream cleanly
+    // (an empty DATA frame with END_STREAM) and resets it only a moment later (seen in weir's
+    // h2 frame log). The gateway forwards the clean end at once, as it must; an upstream that
+    // answers a finished client stream immediately (grpc-js summing its input) has then
+    // completed the call before the reset arrives, and has nothing left to cancel. So this
+    // check can pass or not depending on that race, which no gateway can decide.
+    const CHROMIUM_ABORT = "Chromium ends the upload (END_STREAM) before its RST_STREAM; a fast upstream completes the call first";
+    test("abort mid-upload: the upstream sees the cancellation", { ...T, todo: CHROMIUM_ABORT }, async () => {
       assert.ok(abortedId !== undefined, "the abort case ran");
       const ev = await waitForEvent(upstream!, cancelledOf(abortedId), 2_000, `cancelled event of ${abortedId}`);
       assert.equal(ev.method, "grpc.testing.TestService/StreamingInputCall");
