@@ -126,9 +126,8 @@ if (availability.unavailable !== undefined) {
         });
 
         // Over HTTP/1.1 the abort closes the connection; over HTTP/2 it is a
-        // RST_STREAM(CANCEL) on a stream whose request body is still open,
-        // which weir serve does not pass on to the upstream (the connection
-        // stays up, the upstream call waits for more messages).
+        // RST_STREAM(CANCEL) on a stream whose request body is still open, which
+        // the gateway passes on by resetting the upstream stream.
         test(
           "aborting a client stream mid-upload: the upstream sees the cancellation",
           T,
