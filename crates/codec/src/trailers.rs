@@ -86,7 +86,10 @@ pub fn decode(block: &[u8]) -> Result<HeaderMap, TrailerError> {
         let value = line[colon + 1..].trim_ascii();
         let name = HeaderName::from_bytes(&name).map_err(|_| err("invalid name"))?;
         let value = HeaderValue::from_bytes(value).map_err(|_| err("invalid value"))?;
-        map.append(name, value);
+        // `HeaderMap` has a fixed capacity; a block with more distinct names than it can hold
+        // (tens of thousands) must be an error, not a panic.
+        map.try_append(name, value)
+            .map_err(|_| err("too many entries"))?;
     }
     Ok(map)
 }
@@ -149,6 +152,13 @@ mod tests {
         assert!(decode(b"bad name: 1").is_err());
         assert!(decode(b"x: a\x00b").is_err());
         assert_eq!(decode(b"ok: 1\r\nbroken").unwrap_err().line, 2);
+        let huge: Vec<u8> = (0..40_000)
+            .flat_map(|i| format!("k{i}:\n").into_bytes())
+            .collect();
+        assert!(
+            decode(&huge).is_err(),
+            "too many names is an error, not a panic"
+        );
     }
 
     proptest! {

@@ -77,7 +77,9 @@ impl Cors {
     }
 
     /// Lets browsers send cookies and HTTP authentication cross-origin
-    /// (`Access-Control-Allow-Credentials: true`). Off by default.
+    /// (`Access-Control-Allow-Credentials: true`). Off by default. It applies to listed origins
+    /// only: with "any origin", every website could make credentialed calls and read the
+    /// answers, so weir never allows credentials for an origin it did not list.
     pub fn allow_credentials(mut self, allow: bool) -> Self {
         self.allow_credentials = allow;
         self
@@ -87,6 +89,10 @@ impl Cors {
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;
         self
+    }
+
+    fn credentials_allowed(&self) -> bool {
+        self.allow_credentials && matches!(self.allowed, Allowed::List(_))
     }
 
     pub(crate) fn verdict<B>(&self, request: &http::Request<B>) -> Verdict {
@@ -124,7 +130,7 @@ impl Cors {
         if let Ok(age) = HeaderValue::try_from(self.max_age.as_secs().to_string()) {
             headers.insert(header::ACCESS_CONTROL_MAX_AGE, age);
         }
-        if self.allow_credentials {
+        if self.credentials_allowed() {
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -148,7 +154,7 @@ impl Cors {
         }
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.append(header::VARY, HeaderValue::from_static("origin"));
-        if self.allow_credentials {
+        if self.credentials_allowed() {
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
@@ -283,6 +289,21 @@ mod tests {
             any.verdict(&request(Some("http://x"), "api")),
             Verdict::Allowed(_)
         ));
+    }
+
+    #[test]
+    fn no_credentials_for_any_origin() {
+        let mut headers = HeaderMap::new();
+        let any = Cors::allow_any_origin().allow_credentials(true);
+        any.decorate_response(HeaderValue::from_static("http://x"), &mut headers);
+        assert!(!headers.contains_key(header::ACCESS_CONTROL_ALLOW_CREDENTIALS));
+        let listed = Cors::default()
+            .allow_origin("http://x")
+            .unwrap()
+            .allow_credentials(true);
+        let mut headers = HeaderMap::new();
+        listed.decorate_response(HeaderValue::from_static("http://x"), &mut headers);
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
     }
 
     #[test]

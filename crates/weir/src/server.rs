@@ -186,8 +186,11 @@ impl Server {
     {
         let builder = Arc::new(self.builder());
         let graceful = GracefulShutdown::new();
+        let mut connections = tokio::task::JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
+            // Forget connections that have ended, so the set stays as small as what is open.
+            while connections.try_join_next().is_some() {}
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
@@ -198,7 +201,7 @@ impl Server {
                         let watcher = graceful.watcher();
                         let service = TowerToHyperService::new(service.clone());
                         let accept = accept.clone();
-                        tokio::spawn(async move {
+                        connections.spawn(async move {
                             let io = match accept(stream).await {
                                 Ok(io) => io,
                                 Err(e) => {
@@ -228,6 +231,7 @@ impl Server {
             () = graceful.shutdown() => tracing::debug!("all connections closed"),
             () = tokio::time::sleep(self.grace_period) => {
                 tracing::warn!(grace = ?self.grace_period, "grace period over; cutting the remaining connections");
+                connections.abort_all();
             }
         }
     }

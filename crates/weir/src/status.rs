@@ -72,6 +72,18 @@ impl Status {
                 .is_some()
     }
 
+    /// Makes sure trailers carry a status: trailers without `grpc-status` would read as
+    /// success to a client, so they get `INTERNAL`, keeping their metadata.
+    pub(crate) fn ensure_in(trailers: &mut HeaderMap) {
+        if !trailers.contains_key("grpc-status") {
+            Status::new(
+                Code::Internal,
+                "the service ended its response with trailers but no grpc-status",
+            )
+            .write_headers(trailers);
+        }
+    }
+
     /// The status as a header map.
     pub fn to_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();

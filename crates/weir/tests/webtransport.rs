@@ -886,14 +886,15 @@ async fn sessions_are_checked_at_establishment() {
         );
     }
 
-    // 429: beyond max_sessions (3, one of them `good`).
+    // Beyond max_sessions (3, one of them `good`): the QUIC connection is refused outright,
+    // before any HTTP/3 (the limit holds from the first packet).
     let second = stack.client().await;
     let third = stack.client().await;
     let refused = stack
         .try_client(ConnectOptions::builder(&stack.url).build())
         .await;
     assert!(
-        matches!(refused, Err(ConnectError::Rejected)),
+        matches!(&refused, Err(ConnectError::Connecting(e)) if format!("{e:?}").contains("CONNECTION_REFUSED")),
         "{refused:?}"
     );
     // Closing a session frees its place.

@@ -165,6 +165,7 @@ impl ResponseBody {
         if let Some(status) = self.failure.get() {
             status.write_headers(&mut trailers);
         }
+        Status::ensure_in(&mut trailers);
         let trailer_frame = trailers::encode_frame(&trailers);
         let out = match pending {
             Some(pending) => {

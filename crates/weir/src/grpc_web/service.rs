@@ -121,7 +121,8 @@ fn check_headers(headers: &http::HeaderMap, config: &Config) -> Result<Option<Du
         ));
     }
     for (name, value) in headers {
-        if is_http_only(name) {
+        // An invalid `weir-heartbeat` is ignored, never an error (heartbeat.md).
+        if is_http_only(name) || name.as_str() == HEARTBEAT_HEADER {
             continue;
         }
         metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;

@@ -242,13 +242,15 @@ impl Body for UpstreamBody {
         }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if frame.is_trailers() {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
+                Ok(mut trailers) => {
                     this.inner = None;
                     this.deadline = None;
+                    Status::ensure_in(&mut trailers);
+                    Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = Box::new(e);
                 let mut status = Status::from_response_body_error(&e);

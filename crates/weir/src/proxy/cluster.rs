@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -98,6 +99,8 @@ pub(crate) struct Cluster {
     pub(crate) name: Arc<str>,
     service: BoxCloneSyncService<Request<BoxBody>, Response<Incoming>, BoxError>,
     pub(crate) connect_timeout: Duration,
+    /// Addresses the balancer has now; with none, calls would wait on it forever.
+    endpoints: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -117,11 +120,13 @@ impl Cluster {
         let service = Buffer::new(balance, 1024);
         let name: Arc<str> = config.name.clone().into();
         let connect_timeout = config.connect_timeout;
-        tokio::spawn(resolve(config, tx));
+        let endpoints = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(resolve(config, tx, endpoints.clone()));
         Cluster {
             name,
             service: BoxCloneSyncService::new(service),
             connect_timeout,
+            endpoints,
         }
     }
 
@@ -131,6 +136,19 @@ impl Cluster {
         &self,
         request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, BoxError> {
+        // With no address at all (DNS gave nothing, or has not answered yet) the balancer
+        // would hold the call forever: wait for one up to the connect timeout.
+        let started = tokio::time::Instant::now();
+        while self.endpoints.load(Ordering::Relaxed) == 0 {
+            if started.elapsed() >= self.connect_timeout {
+                return Err(format!(
+                    "no address of cluster {:?} resolved within {:?}",
+                    self.name, self.connect_timeout
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut service = self.service.clone();
         let ready = tokio::time::timeout(self.connect_timeout, service.ready()).await;
         match ready {
@@ -146,17 +164,30 @@ impl Cluster {
 }
 
 /// Keeps the balancer's endpoint set equal to what the cluster's targets resolve to.
-async fn resolve(config: ClusterConfig, tx: mpsc::Sender<Result<Discovered, Infallible>>) {
+async fn resolve(
+    config: ClusterConfig,
+    tx: mpsc::Sender<Result<Discovered, Infallible>>,
+    endpoints: Arc<AtomicUsize>,
+) {
     let mut current: HashSet<SocketAddr> = HashSet::new();
+    let mut last_good: HashMap<usize, Vec<SocketAddr>> = HashMap::new();
     loop {
         // Each address remembers the name it came from, for `:authority` and TLS.
         let mut found: HashMap<SocketAddr, &(String, u16)> = HashMap::new();
         let mut failures = 0;
-        for target in &config.targets {
+        for (index, target) in config.targets.iter().enumerate() {
             match tokio::net::lookup_host((target.0.as_str(), target.1)).await {
-                Ok(addrs) => found.extend(addrs.map(|addr| (addr, target))),
+                Ok(addrs) => {
+                    let addrs: Vec<SocketAddr> = addrs.collect();
+                    found.extend(addrs.iter().map(|addr| (*addr, target)));
+                    last_good.insert(index, addrs);
+                }
                 Err(e) => {
                     failures += 1;
+                    // One host's DNS hiccup must not drop its working addresses.
+                    if let Some(previous) = last_good.get(&index) {
+                        found.extend(previous.iter().map(|addr| (*addr, target)));
+                    }
                     tracing::warn!(cluster = %config.name, host = %target.0, "cannot resolve upstream address: {e}");
                 }
             }
@@ -189,6 +220,7 @@ async fn resolve(config: ClusterConfig, tx: mpsc::Sender<Result<Discovered, Infa
                 }
             }
             current = found;
+            endpoints.store(current.len(), Ordering::Relaxed);
         }
         tokio::select! {
             () = tokio::time::sleep(config.resolve_interval) => {}

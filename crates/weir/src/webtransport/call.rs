@@ -54,10 +54,26 @@ where
 {
     /// Checks the session request (§2.1), then serves its calls until it ends.
     pub(super) async fn run(self, incoming: IncomingSession) {
-        let request = match incoming.await {
-            Ok(request) => request,
-            Err(e) => {
+        // The session limit holds from the first packet: a client that completes QUIC
+        // handshakes and never asks for a session still takes a slot, so it cannot pile up
+        // connections beyond the limit.
+        let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
+            tracing::warn!("refused a WebTransport connection: at the session limit");
+            incoming.refuse();
+            return;
+        };
+        let limit = self.config.header_timeout;
+        let request = match tokio::time::timeout(limit, incoming.into_future()).await {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => {
                 tracing::debug!("WebTransport handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(
+                    ?limit,
+                    "WebTransport connection sent no session request in time"
+                );
                 return;
             }
         };
@@ -65,9 +81,10 @@ where
             .path()
             .split_once('?')
             .unwrap_or((request.path(), ""));
+        // Refusals wait for the peer to acknowledge them; a peer that never does is dropped.
         if path != self.config.path {
             tracing::info!(path, "refused WebTransport session for an unknown path");
-            request.not_found().await;
+            let _ = tokio::time::timeout(limit, request.not_found()).await;
             return;
         }
         let version = query.split('&').find_map(|pair| pair.strip_prefix("v="));
@@ -76,7 +93,7 @@ where
                 ?version,
                 "refused WebTransport session for an unsupported protocol version"
             );
-            request.not_found().await;
+            let _ = tokio::time::timeout(limit, request.not_found()).await;
             return;
         }
         if !self
@@ -84,15 +101,17 @@ where
             .allows(request.origin(), request.authority())
         {
             tracing::info!(origin = ?request.origin(), "refused WebTransport session from an origin that is not allowed");
-            request.forbidden().await;
+            let _ = tokio::time::timeout(limit, request.forbidden()).await;
             return;
         }
-        let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
-            tracing::warn!("refused WebTransport session: at the session limit");
-            request.too_many_requests().await;
-            return;
+        let connection = match tokio::time::timeout(limit, request.accept()).await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                tracing::info!("WebTransport session did not open in time");
+                return;
+            }
         };
-        let connection = match request.accept().await {
+        let connection = match connection {
             Ok(connection) => connection,
             Err(e) => {
                 tracing::debug!("WebTransport session failed to open: {e}");
@@ -238,9 +257,11 @@ impl Body for RecvBody {
             return Poll::Ready(None);
         }
         let mut spliced = Spliced::default();
+        let mut taken = 0usize;
         let mut pending = false;
-        // Take every frame that has arrived, so a burst of small messages moves as one chunk.
-        loop {
+        // Take the frames that have arrived, so a burst of small messages moves as one chunk;
+        // at most 64 KiB at a time, so a fast sender cannot grow one chunk without bound.
+        while taken < 64 * 1024 {
             match this.reader.poll_frame(cx) {
                 Poll::Pending => {
                     pending = true;
@@ -265,6 +286,7 @@ impl Body for RecvBody {
                         };
                         return this.fail(Status::from_request_frame_error(&e), true);
                     }
+                    taken += frame.payload().len() + weir_codec::frame::HEADER_LEN;
                     spliced.push(frame.into_wire());
                 }
                 Poll::Ready(Ok(None)) => {
@@ -416,13 +438,44 @@ async fn write_block(send: &mut SendStream, headers: &HeaderMap) -> bool {
         .is_ok()
 }
 
+/// How long ending a call may wait for the client to acknowledge it.
+const FINISH_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Writes response bytes unless the deadline passes or the call is cancelled first (a
+/// client that stops reading must not hold the call, and its backend stream, forever):
+/// then the stream is reset and `false` returned, as for a failed write.
+async fn write(
+    send: &mut SendStream,
+    bytes: &[u8],
+    deadline: Option<Instant>,
+    cancelled: &CancellationToken,
+) -> bool {
+    let outcome = tokio::select! {
+        written = send.write_all(bytes) => return written.is_ok(),
+        () = until(deadline) => "deadline",
+        () = cancelled.cancelled() => "cancelled",
+    };
+    tracing::debug!(
+        outcome,
+        "WebTransport call ended while its client was not reading"
+    );
+    let _ = send.reset(code(codes::CANCEL));
+    false
+}
+
 /// Ends the call with a status and FIN.
 async fn end_with(send: &mut SendStream, mut trailers: HeaderMap, failure: &CallFailure) {
     if let Some(status) = failure.get() {
         status.write_headers(&mut trailers);
     }
-    if write_block(send, &trailers).await {
-        let _ = send.finish().await;
+    Status::ensure_in(&mut trailers);
+    let ended = async {
+        if write_block(send, &trailers).await {
+            let _ = send.finish().await;
+        }
+    };
+    if tokio::time::timeout(FINISH_TIME, ended).await.is_err() {
+        let _ = send.reset(code(codes::CANCEL));
     }
 }
 
@@ -563,6 +616,21 @@ async fn call<S>(
         }
     };
     let (parts, mut body) = response.into_parts();
+    if !Status::is_grpc_response(parts.status, &parts.headers) {
+        // Not a gRPC answer (an HTTP router's 404, an error page): map it as gRPC clients do.
+        drop(body);
+        let status = Status::from_headers(&parts.headers).unwrap_or_else(|| {
+            Status::new(
+                Code::from_http_status(parts.status.as_u16()),
+                format!(
+                    "the service answered HTTP {} without a gRPC status",
+                    parts.status
+                ),
+            )
+        });
+        end_with(&mut send, status.to_headers(), &failure).await;
+        return;
+    }
     let mut headers = parts.headers;
     for name in [
         header::CONTENT_LENGTH,
@@ -576,7 +644,14 @@ async fn call<S>(
         end_with(&mut send, headers, &failure).await;
         return;
     }
-    if !write_block(&mut send, &headers).await {
+    if !write(
+        &mut send,
+        &trailers::encode_frame(&headers),
+        deadline,
+        &cancelled,
+    )
+    .await
+    {
         return;
     }
     let mut frames = FrameDecoder::new(config.max_message_size);
@@ -605,7 +680,7 @@ async fn call<S>(
                             Ok(None) => break,
                             Err(e) => {
                                 if let Some(wire) = spliced.into_bytes()
-                                    && send.write_all(&wire).await.is_err()
+                                    && !write(&mut send, &wire, deadline, &cancelled).await
                                 {
                                     return;
                                 }
@@ -616,13 +691,18 @@ async fn call<S>(
                         }
                     }
                     if let Some(wire) = spliced.into_bytes()
-                        && send.write_all(&wire).await.is_err()
+                        && !write(&mut send, &wire, deadline, &cancelled).await
                     {
                         return;
                     }
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
+                        drop(body);
+                        let trailers = match frames.finish() {
+                            Ok(()) => trailers,
+                            Err(e) => Status::from_response_frame_error(&e).to_headers(),
+                        };
                         end_with(&mut send, trailers, &failure).await;
                         return;
                     }
