@@ -125,12 +125,15 @@ if (availability.unavailable !== undefined) {
           );
         });
 
-        // Over HTTP/1.1 the abort closes the connection; over HTTP/2 it is a
-        // RST_STREAM(CANCEL) on a stream whose request body is still open, which
-        // the gateway passes on by resetting the upstream stream.
+        // Over HTTP/1.1 the abort closes the connection. Over HTTP/2 the client may
+        // end the request stream (END_STREAM) before it resets it, as Chromium does
+        // (seen in weir's h2 frame log); the gateway forwards that clean end at once,
+        // and an upstream that answers a finished client stream immediately completes
+        // the call before the reset arrives. Whether the upstream then sees a
+        // cancellation is a race no gateway can decide, so over HTTP/2 this is a todo.
         test(
           "aborting a client stream mid-upload: the upstream sees the cancellation",
-          T,
+          { ...T, todo: httpVersion === "2" ? "the client may end the upload before resetting it; a fast upstream completes the call first" : false },
           async () => {
             const id = newId(`tls-h${httpVersion}-abort`);
             const abort = new AbortController();
