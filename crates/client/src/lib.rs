@@ -237,12 +237,14 @@ impl ClientBuilder {
             http.http2_only(true);
         }
         Ok(Client {
-            http: http.build(connector),
-            prefix,
-            version: self.version,
-            mode: self.mode,
-            max_message_size: self.max_message_size,
-            timeout: self.timeout,
+            inner: Arc::new(Inner {
+                http: http.build(connector),
+                prefix,
+                version: self.version,
+                mode: self.mode,
+                max_message_size: self.max_message_size,
+                timeout: self.timeout,
+            }),
         })
     }
 }
@@ -266,6 +268,11 @@ fn default_tls(https: bool) -> Result<rustls::ClientConfig, BuildError> {
 /// A gRPC-Web client for one server. Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     http: HttpClient<HttpsConnector<HttpConnector>, RequestBody>,
     prefix: Arc<str>,
     version: HttpVersion,
@@ -291,12 +298,12 @@ impl Client {
 
     /// The HTTP version this client speaks.
     pub fn http_version(&self) -> HttpVersion {
-        self.version
+        self.inner.version
     }
 
     /// The body encoding this client uses.
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.inner.mode
     }
 
     /// A unary call. `method` is `package.Service/Method` (a leading `/` is optional).
@@ -398,13 +405,13 @@ impl Client {
     fn deadline(&self, options: &CallOptions) -> Option<Instant> {
         options
             .timeout
-            .or(self.timeout)
+            .or(self.inner.timeout)
             .map(|timeout| Instant::now() + timeout)
     }
 
     fn single_body(&self, message: &[u8]) -> RequestBody {
         let mut out = BytesMut::with_capacity(message.len() + 5);
-        body::push_frame(&mut out, message, self.mode);
+        body::push_frame(&mut out, message, self.inner.mode);
         RequestBody::full(out.freeze())
     }
 
@@ -412,13 +419,13 @@ impl Client {
         &self,
         messages: impl Stream<Item = Bytes> + Send + 'static,
     ) -> RequestBody {
-        match self.version {
-            HttpVersion::Http2 => RequestBody::stream(messages, self.mode),
+        match self.inner.version {
+            HttpVersion::Http2 => RequestBody::stream(messages, self.inner.mode),
             HttpVersion::Http1 => {
                 let mut out = BytesMut::new();
                 let mut messages = std::pin::pin!(messages);
                 while let Some(message) = messages.next().await {
-                    body::push_frame(&mut out, &message, self.mode);
+                    body::push_frame(&mut out, &message, self.inner.mode);
                 }
                 RequestBody::full(out.freeze())
             }
@@ -436,13 +443,13 @@ impl Client {
             return Err(Status::new(Code::Internal, error));
         }
         let slash = if method.starts_with('/') { "" } else { "/" };
-        let uri = format!("{}{slash}{method}", self.prefix);
+        let uri = format!("{}{slash}{method}", self.inner.prefix);
         let mut request = http::Request::post(uri)
             .body(body)
             .map_err(|e| Status::new(Code::Internal, format!("invalid method {method:?}: {e}")))?;
         let headers = request.headers_mut();
         *headers = options.metadata;
-        let content_type = self.mode.content_type();
+        let content_type = self.inner.mode.content_type();
         headers.insert(CONTENT_TYPE, content_type.clone());
         headers.insert(ACCEPT, content_type);
         headers.insert("x-grpc-web", HeaderValue::from_static("1"));
@@ -456,13 +463,14 @@ impl Client {
             }
         }
         let response = with_deadline(deadline, async {
-            self.http
+            self.inner
+                .http
                 .request(request)
                 .await
                 .map_err(|e| status::from_transport(&e, "request"))
         })
         .await?;
-        Streaming::new(response, self.max_message_size, deadline)
+        Streaming::new(response, self.inner.max_message_size, deadline)
     }
 }
 
