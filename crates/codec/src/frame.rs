@@ -257,6 +257,19 @@ impl FrameDecoder {
         Ok(Some(Frame::from_wire(self.take(HEADER_LEN + len))))
     }
 
+    /// The flags and payload length of the next frame, as soon as its 5-byte header has
+    /// arrived (before its payload): lets a receiver refuse a frame it does not want without
+    /// buffering it. Does not check the length against the limit.
+    pub fn peek_header(&self) -> Option<(u8, usize)> {
+        if self.buffered < HEADER_LEN {
+            return None;
+        }
+        let mut head = [0u8; HEADER_LEN];
+        self.peek(&mut head);
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        Some((head[0], len))
+    }
+
     /// Checks that the stream ended on a frame boundary.
     pub fn finish(&self) -> Result<(), FrameError> {
         match self.header {
@@ -320,6 +333,16 @@ impl FrameDecoder {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn peek_header_before_the_payload() {
+        let mut decoder = FrameDecoder::new(16);
+        decoder.push(Bytes::from_static(&[0x80, 0, 0]));
+        assert_eq!(decoder.peek_header(), None);
+        decoder.push(Bytes::from_static(&[1, 0, 7]));
+        assert_eq!(decoder.peek_header(), Some((0x80, 256)));
+        assert_eq!(decoder.buffered(), 6);
+    }
 
     fn decode_all(decoder: &mut FrameDecoder, chunks: &[&[u8]]) -> Result<Vec<Frame>, FrameError> {
         let mut frames = Vec::new();

@@ -13,6 +13,7 @@
 //! | [`metadata`] | metadata keys and values: ASCII and base64 `-bin` values, reserved names |
 //! | [`timeout`] | `grpc-timeout` parsing and formatting |
 //! | [`status`] | status codes, HTTP-status mapping, `grpc-message` percent-encoding |
+//! | [`webtransport`] | WebTransport stream error codes in HTTP/3's reserved range |
 //!
 //! # Example: decode a gRPC-Web response body delivered in arbitrary chunks
 //!
@@ -51,5 +52,6 @@ pub mod status;
 pub mod text;
 pub mod timeout;
 pub mod trailers;
+pub mod webtransport;
 
 pub use status::Code;

@@ -22,6 +22,8 @@ pub(crate) struct Config {
     #[serde(default)]
     pub(crate) admin: Option<Admin>,
     #[serde(default)]
+    pub(crate) webtransport: Option<WebTransport>,
+    #[serde(default)]
     pub(crate) cors: Cors,
     #[serde(default)]
     pub(crate) limits: Limits,
@@ -61,6 +63,42 @@ pub(crate) struct ListenerTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct Admin {
     pub(crate) address: SocketAddr,
+}
+
+/// gRPC over WebTransport (HTTP/3), `docs/protocol/webtransport.md`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebTransport {
+    /// UDP address to listen on.
+    pub(crate) address: SocketAddr,
+    /// Session path; default `/weir`.
+    #[serde(default = "default_wt_path")]
+    pub(crate) path: String,
+    /// Certificate chain and key (PEM). Without them, a development certificate that browsers
+    /// accept through `serverCertificateHashes` (published at
+    /// `/.well-known/weir/webtransport` on the HTTP listeners).
+    #[serde(default)]
+    pub(crate) cert: Option<PathBuf>,
+    #[serde(default)]
+    pub(crate) key: Option<PathBuf>,
+    /// Most concurrent sessions; default 1000.
+    #[serde(default = "default_wt_sessions")]
+    pub(crate) max_sessions: usize,
+    /// Most concurrent calls per session; default 100.
+    #[serde(default = "default_wt_calls")]
+    pub(crate) max_calls_per_session: u32,
+}
+
+fn default_wt_path() -> String {
+    "/weir".to_owned()
+}
+
+fn default_wt_sessions() -> usize {
+    1000
+}
+
+fn default_wt_calls() -> u32 {
+    100
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -286,6 +324,20 @@ impl Config {
                 return Err(format!(
                     "cors.allow_origins: {origin:?} is not an origin like https://app.example.com"
                 ));
+            }
+        }
+        if let Some(wt) = &self.webtransport {
+            if !wt.path.starts_with('/') || wt.path.contains('?') {
+                return Err(format!(
+                    "webtransport.path: {:?} must start with / and have no query",
+                    wt.path
+                ));
+            }
+            if wt.cert.is_some() != wt.key.is_some() {
+                return Err("webtransport.cert, webtransport.key: give both or neither (neither: a development certificate)".to_owned());
+            }
+            if wt.max_calls_per_session == 0 || wt.max_sessions == 0 {
+                return Err("webtransport.max_sessions, webtransport.max_calls_per_session: must be at least 1".to_owned());
             }
         }
         if self.keepalive.heartbeat_min_interval > self.keepalive.heartbeat_max_interval {

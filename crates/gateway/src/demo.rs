@@ -3,18 +3,19 @@
 //! The TestService runs in this process on a private loopback port, and the gateway proxies
 //! to it exactly as it would to any upstream: the demo exercises the production code path.
 
-use std::net::SocketAddr;
-
 use tokio_util::sync::CancellationToken;
 
+use crate::DemoArgs;
 use crate::config::Config;
 use crate::site::DEMO_PAGE;
 
-pub(crate) async fn run(
-    listen: SocketAddr,
-    allow_origins: Vec<String>,
-    admin: Option<SocketAddr>,
-) -> Result<(), String> {
+pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
+    let DemoArgs {
+        listen,
+        allow_origins,
+        admin_listen: admin,
+        webtransport_listen,
+    } = args;
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot start the in-process TestService: {e}"))?;
@@ -34,6 +35,9 @@ pub(crate) async fn run(
     );
     if let Some(admin) = admin {
         text.push_str(&format!("[admin]\naddress = \"{admin}\"\n"));
+    }
+    if let Some(wt) = webtransport_listen {
+        text.push_str(&format!("[webtransport]\naddress = \"{wt}\"\n"));
     }
     let mut config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
     config.cors.allow_origins = allow_origins;

@@ -17,10 +17,11 @@ use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::Server;
+use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 
 use crate::admin::Admin;
 use crate::config::{Config, Upstream};
-use crate::site::Site;
+use crate::site::{Discovery, Site};
 
 /// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
@@ -61,7 +62,7 @@ pub(crate) async fn run(
             .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
     }
     let grpc_web = GrpcWebLayer::new()
-        .cors(cors)
+        .cors(cors.clone())
         .max_request_message_size(config.limits.max_request_message_size)
         .max_response_message_size(config.limits.max_response_message_size)
         .max_header_list_size(config.limits.max_header_list_size as usize)
@@ -69,7 +70,66 @@ pub(crate) async fn run(
             config.keepalive.heartbeat_min_interval,
             config.keepalive.heartbeat_max_interval,
         );
-    let service = Site::new(page, grpc_web.layer(metrics.layer().layer(proxy)));
+    let grpc = metrics.layer().layer(proxy);
+
+    // HTTP listeners are bound first: WebTransport lets their pages in. WebTransport is set up
+    // before they serve: they publish its certificate hashes.
+    let mut bound = Vec::new();
+    for listener in &config.listeners {
+        let tcp = tokio::net::TcpListener::bind(listener.address)
+            .await
+            .map_err(|e| format!("listener {}: cannot listen: {e}", listener.address))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        bound.push((listener, tcp, addr));
+    }
+    let own_ports: Vec<u16> = bound.iter().map(|(_, _, addr)| addr.port()).collect();
+
+    let mut webtransport = None;
+    if let Some(wt) = &config.webtransport {
+        let identity = match (&wt.cert, &wt.key) {
+            (Some(cert), Some(key)) => ServerIdentity::from_pem_files(cert, key)
+                .await
+                .map_err(|e| format!("webtransport: {e}"))?,
+            _ => ServerIdentity::development().map_err(|e| format!("webtransport: {e}"))?,
+        };
+        let wt_config = WebTransportConfig::default()
+            .path(wt.path.clone())
+            .cors(cors.clone())
+            .max_sessions(wt.max_sessions)
+            .max_calls_per_session(wt.max_calls_per_session)
+            .max_message_size(
+                config
+                    .limits
+                    .max_request_message_size
+                    .max(config.limits.max_response_message_size),
+            )
+            .max_header_block(config.limits.max_header_list_size as usize)
+            .own_http_ports(own_ports.clone());
+        let server = WebTransportServer::bind(wt.address, identity, wt_config)
+            .map_err(|e| format!("webtransport {}: cannot listen: {e}", wt.address))?;
+        let hashes = server.certificate_hashes();
+        let host = match wt.address.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+        };
+        let hex = hashes.hex().join(",");
+        let via = if wt.cert.is_some() {
+            String::new()
+        } else {
+            format!(" (development certificate sha-256 {hex})")
+        };
+        announce(
+            label,
+            &format!("webtransport on {}{via}", server.url(&host)),
+        )?;
+        let port = server_port(&server);
+        webtransport = Some((server, Discovery::new(hashes, port, wt.path.clone())));
+    }
+    let discovery = webtransport
+        .as_ref()
+        .map(|(_, discovery)| discovery.clone());
+    let service = Site::new(page, discovery, grpc_web.layer(grpc.clone()));
 
     let ping = (!config.keepalive.client_ping_interval.is_zero())
         .then_some(config.keepalive.client_ping_interval);
@@ -82,11 +142,7 @@ pub(crate) async fn run(
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    for listener in &config.listeners {
-        let tcp = tokio::net::TcpListener::bind(listener.address)
-            .await
-            .map_err(|e| format!("listener {}: cannot listen: {e}", listener.address))?;
-        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+    for (listener, tcp, addr) in bound {
         let server = server.clone();
         let service = service.clone();
         let stop = stop.clone().cancelled_owned();
@@ -102,6 +158,18 @@ pub(crate) async fn run(
                 tasks.spawn(async move { server.serve(tcp, service, stop).await });
             }
         }
+    }
+    if let Some((server, _)) = webtransport {
+        // Sessions end with the grace period: when the drain token fires, calls still open end
+        // with UNAVAILABLE trailers, which get a moment to reach clients before the sessions
+        // close.
+        let drained = drain.clone();
+        let stop = async move {
+            drained.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let grpc = grpc.clone();
+        tasks.spawn(async move { server.serve(grpc, stop).await });
     }
     if let Some(admin) = &config.admin {
         let tcp = tokio::net::TcpListener::bind(admin.address)
@@ -132,6 +200,10 @@ pub(crate) async fn run(
     while tasks.join_next().await.is_some() {}
     drain.cancel();
     Ok(())
+}
+
+fn server_port(server: &WebTransportServer) -> u16 {
+    server.local_addr().port()
 }
 
 fn announce(label: &str, line: &str) -> Result<(), String> {
@@ -196,11 +268,10 @@ fn client_tls(ca: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>,
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

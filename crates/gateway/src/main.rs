@@ -99,6 +99,11 @@ struct DemoArgs {
     /// Address of the admin listener (/metrics, /healthz).
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+
+    /// UDP address for gRPC over WebTransport (HTTP/3), with a development certificate whose
+    /// hash is published at /.well-known/weir/webtransport.
+    #[arg(long, value_name = "ADDR")]
+    webtransport_listen: Option<SocketAddr>,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -188,11 +193,7 @@ fn main() -> ExitCode {
         },
         Command::Demo(args) => {
             init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
-            runtime.block_on(demo::run(
-                args.listen,
-                args.allow_origins,
-                args.admin_listen,
-            ))
+            runtime.block_on(demo::run(args))
         }
         Command::Call(args) => runtime.block_on(call::run(args)),
     };

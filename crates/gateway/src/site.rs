@@ -6,22 +6,74 @@ use futures_util::future::Either;
 use http::{Method, Request, Response, StatusCode, header};
 use tower_service::Service;
 use weir::body::BoxBody;
+use weir::webtransport::CertificateHashes;
 
 /// The demo's page.
 pub(crate) const DEMO_PAGE: &str = include_str!("assets/index.html");
 
-/// Serves a page at `GET /` (when there is one) and hands everything else to the inner
-/// service.
+/// Where the WebTransport discovery document lives (`docs/protocol/webtransport.md` §7).
+pub(crate) const DISCOVERY_PATH: &str = "/.well-known/weir/webtransport";
+
+/// What the discovery document says: the session URL and the certificate hashes.
+#[derive(Debug, Clone)]
+pub(crate) struct Discovery {
+    hashes: CertificateHashes,
+    port: u16,
+    path: String,
+}
+
+impl Discovery {
+    pub(crate) fn new(hashes: CertificateHashes, port: u16, path: String) -> Self {
+        Discovery { hashes, port, path }
+    }
+
+    /// The document for a client that reached us as `host` (the WebTransport listener is on
+    /// the same host, another port).
+    fn document(&self, host: &str) -> String {
+        let url = format!(
+            "https://{host}:{}{}?v={}",
+            self.port,
+            self.path,
+            weir::webtransport::PROTOCOL_VERSION
+        );
+        self.hashes.document(&url)
+    }
+}
+
+/// Serves a page at `GET /` (when there is one) and the WebTransport discovery document (when
+/// WebTransport is on), and hands everything else to the inner service.
 #[derive(Debug, Clone)]
 pub(crate) struct Site<S> {
     page: Option<&'static str>,
+    discovery: Option<Discovery>,
     inner: S,
 }
 
 impl<S> Site<S> {
-    pub(crate) fn new(page: Option<&'static str>, inner: S) -> Self {
-        Site { page, inner }
+    pub(crate) fn new(page: Option<&'static str>, discovery: Option<Discovery>, inner: S) -> Self {
+        Site {
+            page,
+            discovery,
+            inner,
+        }
     }
+}
+
+/// The host part of the request's authority, without the port.
+fn request_host<B>(request: &Request<B>) -> String {
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.host().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                .map(|a| a.host().to_owned())
+        });
+    authority.unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
 impl<S, B> Service<Request<B>> for Site<S>
@@ -39,6 +91,46 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        if request.method() == Method::GET
+            && request.uri().path() == DISCOVERY_PATH
+            && self.discovery.is_none()
+        {
+            let mut response =
+                Response::new(BoxBody::full("this server has no WebTransport listener\n"));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            return Either::Right(std::future::ready(Ok(response)));
+        }
+        if request.method() == Method::GET
+            && request.uri().path() == DISCOVERY_PATH
+            && let Some(discovery) = &self.discovery
+        {
+            let mut response =
+                Response::new(BoxBody::full(discovery.document(&request_host(&request))));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            // Nothing secret: it only says which certificate to expect.
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                http::HeaderValue::from_static("*"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            return Either::Right(std::future::ready(Ok(response)));
+        }
         let page = self.page.filter(|_| {
             matches!(*request.method(), Method::GET | Method::HEAD) && request.uri().path() == "/"
         });

@@ -102,3 +102,31 @@ where
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
+
+/// A request body that failed because the client gave up.
+///
+/// Forwarded upstream, it makes hyper reset the upstream stream with `INTERNAL_ERROR`, not
+/// `CANCEL`: tonic reads a `CANCEL` reset of a request stream as its clean end, so an aborted
+/// upload would look complete to the handler. The proxy recognises this error to report the
+/// call as cancelled rather than failed.
+#[derive(Debug)]
+pub(crate) struct Abandoned {
+    status: Status,
+}
+
+impl std::fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.status.fmt(f)
+    }
+}
+
+impl std::error::Error for Abandoned {}
+
+/// The error a request body returns for `status`: a client that gave up is [`Abandoned`].
+pub(crate) fn request_body_error(status: Status) -> crate::body::BoxError {
+    if status.code() == weir_codec::Code::Cancelled {
+        Box::new(Abandoned { status })
+    } else {
+        Box::new(status)
+    }
+}

@@ -160,11 +160,15 @@ impl Cors {
 /// The CORS policy applied where no HTTP request exists: a WebTransport session's `Origin`
 /// and authority.
 #[derive(Debug, Clone)]
-pub(crate) struct OriginCheck(Cors);
+pub(crate) struct OriginCheck {
+    cors: Cors,
+    /// Ports of the session host whose pages count as our own (the gateway's HTTP listeners).
+    own_ports: Vec<u16>,
+}
 
 impl OriginCheck {
-    pub(crate) fn new(cors: Cors) -> Self {
-        OriginCheck(cors)
+    pub(crate) fn new(cors: Cors, own_ports: Vec<u16>) -> Self {
+        OriginCheck { cors, own_ports }
     }
 
     /// Whether a session from `origin` (absent for non-browser clients) to `authority` may
@@ -174,13 +178,25 @@ impl OriginCheck {
             return true;
         };
         let origin = origin.trim_end_matches('/');
-        if origin
-            .split_once("://")
-            .is_some_and(|(_, host)| host.eq_ignore_ascii_case(authority))
+        let Some((_, origin_authority)) = origin.split_once("://") else {
+            return false;
+        };
+        if origin_authority.eq_ignore_ascii_case(authority) {
+            return true;
+        }
+        // A page served by one of our own HTTP listeners on the same host: the demo page,
+        // or an app the gateway serves next to its API.
+        if let (Ok(page), Ok(session)) = (
+            origin_authority.parse::<http::uri::Authority>(),
+            authority.parse::<http::uri::Authority>(),
+        ) && page.host().eq_ignore_ascii_case(session.host())
+            && page
+                .port_u16()
+                .is_some_and(|port| self.own_ports.contains(&port))
         {
             return true;
         }
-        match &self.0.allowed {
+        match &self.cors.allowed {
             Allowed::Any => true,
             Allowed::List(list) => HeaderValue::from_str(origin).is_ok_and(|o| list.contains(&o)),
         }
@@ -271,11 +287,17 @@ mod tests {
 
     #[test]
     fn session_origins() {
-        let check = OriginCheck::new(Cors::default().allow_origin("http://app:3000").unwrap());
+        let check = OriginCheck::new(
+            Cors::default().allow_origin("http://app:3000").unwrap(),
+            vec![8080],
+        );
         assert!(check.allows(None, "127.0.0.1:4433"));
         assert!(check.allows(Some("http://app:3000"), "127.0.0.1:4433"));
         assert!(check.allows(Some("https://127.0.0.1:4433"), "127.0.0.1:4433"));
         assert!(!check.allows(Some("http://evil"), "127.0.0.1:4433"));
+        assert!(check.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:4433"));
+        assert!(!check.allows(Some("http://127.0.0.1:8081"), "127.0.0.1:4433"));
+        assert!(!check.allows(Some("http://evil:8080"), "127.0.0.1:4433"));
     }
 
     #[test]

@@ -52,6 +52,26 @@ impl Status {
         }
     }
 
+    /// The status in `grpc-status` and `grpc-message` of a header map, if there is one.
+    pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
+        let code = Code::from_header(headers.get("grpc-status")?.as_bytes())?;
+        let message = headers
+            .get("grpc-message")
+            .map(|m| weir_codec::status::decode_message(m.as_bytes()))
+            .unwrap_or_default();
+        Some(Status::new(code, message))
+    }
+
+    /// Whether a response head is a gRPC answer: HTTP 200 with a gRPC content type. Anything
+    /// else (a proxy's error page, a misrouted request) must be mapped to a status.
+    pub(crate) fn is_grpc_response(status: http::StatusCode, headers: &HeaderMap) -> bool {
+        status == http::StatusCode::OK
+            && headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(weir_codec::content_type::ContentType::from_header)
+                .is_some()
+    }
+
     /// The status as a header map.
     pub fn to_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();

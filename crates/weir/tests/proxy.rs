@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header;
 use prost::Message as _;
 use tokio_stream::StreamExt as _;
@@ -841,4 +842,40 @@ async fn balances_over_the_clusters_addresses() {
         second.seen()[0].authority,
         Some(format!("127.0.0.1:{}", second.port()))
     );
+}
+
+/// A client that gives up in the middle of its upload (request body still open) — before the
+/// upstream answered, and after it sent its headers and a message: the gateway resets the
+/// upstream stream. The client fails its request body with `CANCEL`, so it resets its stream
+/// on HTTP/2 (what a browser's abort does) and drops the connection on HTTP/1.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_upload_resets_the_upstream_stream() {
+    for script in [Script::Silent, Script::OneMessageThenHang] {
+        for (proto, mode) in VARIANTS {
+            let upstream = Scripted::start(script.clone()).await;
+            let gateway = Gateway::start(to_upstream(upstream.port())).await;
+            let mut client = gateway.client(proto).await;
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, h2::Error>>(4);
+            let frames = tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|chunk| chunk.map(hyper::body::Frame::data));
+            let body = BoxBody::new(http_body_util::StreamBody::new(frames));
+            tx.send(Ok(mode.body(&[StreamingOutputCallRequest::default()])))
+                .await
+                .unwrap();
+            let request = client.request(FULL_DUPLEX_CALL, mode).body(body).unwrap();
+            let call =
+                tokio::spawn(async move { client.start(request, mode).await.finish().await });
+            guard("upstream request", async {
+                while upstream.requests() < 1 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            tx.send(Err(h2::Error::from(h2::Reason::CANCEL)))
+                .await
+                .unwrap();
+            upstream.wait_released(1).await;
+            call.abort();
+        }
+    }
 }

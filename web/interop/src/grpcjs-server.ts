@@ -10,8 +10,9 @@
 // generated service descriptors (no protoc, no proto loader).
 //
 // Besides the interop behaviours it reports, as JSON lines on stdout (see
-// upstream-events.ts), every call whose handler sees the client go away, and
-// the raw HTTP/2 request headers of calls marked `x-weir-test-dump-headers: 1`.
+// upstream-events.ts), every call whose handler sees the client go away, the
+// raw HTTP/2 request headers of calls marked `x-weir-test-dump-headers: 1`, and
+// each request message of client streams that carry an `x-weir-test-id`.
 
 import http2 from "node:http2";
 import { realpathSync } from "node:fs";
@@ -218,11 +219,20 @@ function streamEnd(
   );
 }
 
-/** Every request message of a client stream (rejects if the call is cancelled). */
-function readAll<Req>(call: grpc.ServerReadableStream<Req, unknown> | grpc.ServerDuplexStream<Req, unknown>, onMessage?: (m: Req) => void): Promise<Req[]> {
+/**
+ * Every request message of a client stream (rejects if the call is cancelled).
+ * Calls with an x-weir-test-id report each message as it arrives.
+ */
+function readAll<Req>(
+  call: grpc.ServerReadableStream<Req, unknown> | grpc.ServerDuplexStream<Req, unknown>,
+  method: string,
+  onMessage?: (m: Req) => void,
+): Promise<Req[]> {
+  const id = call.metadata.get(TEST_ID_KEY)[0];
   return new Promise((resolve, reject) => {
     const all: Req[] = [];
     call.on("data", (m: Req) => {
+      if (typeof id === "string") emit({ event: "message", method: `grpc.testing.${method}`, id, index: all.length });
       all.push(m);
       onMessage?.(m);
     });
@@ -265,7 +275,7 @@ const testServiceImpl: grpc.UntypedServiceImplementation = {
     const t = track(call, "TestService/StreamingInputCall");
     echoInitial(call);
     const trailer = echoTrailer(call);
-    readAll(call).then(
+    readAll(call, "TestService/StreamingInputCall").then(
       (reqs) => {
         t.done();
         const aggregatedPayloadSize = reqs.reduce((n, r) => n + (r.payload?.body.length ?? 0), 0);
@@ -292,7 +302,7 @@ const testServiceImpl: grpc.UntypedServiceImplementation = {
         });
         chain.catch(reject);
       };
-      readAll(call, each).then(() => chain).then(resolve, reject);
+      readAll(call, "TestService/FullDuplexCall", each).then(() => chain).then(resolve, reject);
     });
     streamEnd(call, t, work);
   },
@@ -303,7 +313,7 @@ const testServiceImpl: grpc.UntypedServiceImplementation = {
     streamEnd(
       call,
       t,
-      readAll(call).then(async (reqs) => {
+      readAll(call, "TestService/HalfDuplexCall").then(async (reqs) => {
         for (const req of reqs) {
           checkStatus(req.responseStatus);
           await answer(req.responseParameters, call);

@@ -7,6 +7,10 @@
 //   {"event":"metadata","method":"...","id":"a1","headers":{"te":"trailers",...}}
 //     the request carried `x-weir-test-dump-headers: 1`; every header as received,
 //     pseudo-headers included
+//   {"event":"message","method":"grpc.testing.TestService/StreamingInputCall","id":"a1","index":0}
+//     the handler received request message number `index` (0-based) of a client
+//     stream; printed only for calls that carry an `x-weir-test-id`, as each
+//     message arrives (so a suite can tell an upload streamed, not buffered)
 //
 // `id` is the request's `x-weir-test-id` header (null without one).
 
@@ -27,7 +31,14 @@ export interface MetadataEvent {
   headers: Record<string, string>;
 }
 
-export type UpstreamEvent = CancelledEvent | MetadataEvent;
+export interface MessageEvent {
+  event: "message";
+  method: string;
+  id: string | null;
+  index: number;
+}
+
+export type UpstreamEvent = CancelledEvent | MetadataEvent | MessageEvent;
 
 export function emit(event: UpstreamEvent): void {
   process.stdout.write(`${JSON.stringify(event)}\n`);

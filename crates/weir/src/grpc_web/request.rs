@@ -48,7 +48,7 @@ impl RequestBody {
         tracing::info!(code = %status.code(), message = status.message(), "rejected gRPC-Web request body");
         self.failure.set(status.clone());
         self.done = true;
-        Poll::Ready(Some(Err(Box::new(status))))
+        Poll::Ready(Some(Err(crate::call::request_body_error(status))))
     }
 
     /// Whole frames now buffered, joined as they arrived.

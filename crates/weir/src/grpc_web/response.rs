@@ -6,8 +6,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::Response;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use tokio::time::Sleep;
 use weir_codec::Code;
@@ -62,25 +62,10 @@ where
     B::Error: Into<BoxError>,
 {
     let (mut parts, inner) = response.into_parts();
-    let is_grpc = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(ContentType::from_header)
-        .is_some();
-    if parts.status != StatusCode::OK || !is_grpc {
-        // Not a gRPC answer (a proxy's error page, a misrouted request): map the HTTP
-        // status as the gRPC specification does for clients.
-        if let Some(code) = parts
-            .headers
-            .get("grpc-status")
-            .and_then(|v| Code::from_header(v.as_bytes()))
-        {
-            let message = parts
-                .headers
-                .get("grpc-message")
-                .map(|m| weir_codec::status::decode_message(m.as_bytes()))
-                .unwrap_or_default();
-            return trailers_only(&Status::new(code, message), &encoding);
+    if !Status::is_grpc_response(parts.status, &parts.headers) {
+        // Not a gRPC answer: map the HTTP status as the gRPC specification does for clients.
+        if let Some(status) = Status::from_headers(&parts.headers) {
+            return trailers_only(&status, &encoding);
         }
         let status = Status::new(
             Code::from_http_status(parts.status.as_u16()),

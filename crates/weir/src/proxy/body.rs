@@ -6,20 +6,20 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Response;
 use http::header;
-use http::{Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
-use weir_codec::content_type::ContentType;
 
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::metrics::{Metrics, UpstreamError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// How much of a non-gRPC error page goes into `grpc-message`.
@@ -29,8 +29,95 @@ const SUMMARY_WAIT: Duration = Duration::from_secs(1);
 
 /// Turns the upstream's response into the client's: gRPC responses stream through; anything
 /// else becomes a trailers-only status.
+/// Cancels a call's upload when dropped (see [`UploadBody`]), and knows whether the client
+/// abandoned its upload.
+pub(super) struct Abandon {
+    over: CancellationToken,
+    client_gone: Arc<AtomicBool>,
+}
+
+impl Abandon {
+    pub(super) fn new() -> Self {
+        Abandon {
+            over: CancellationToken::new(),
+            client_gone: Arc::default(),
+        }
+    }
+
+    fn client_gone(&self) -> bool {
+        self.client_gone.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.over.cancel();
+    }
+}
+
+/// The request body on its way upstream, which fails with `CANCEL` once the call is over
+/// (its [`Abandon`] dropped), so hyper resets the upstream stream instead of keeping it open
+/// for an upload nobody waits for.
+pub(super) struct UploadBody {
+    inner: BoxBody,
+    over: Pin<Box<WaitForCancellationFutureOwned>>,
+    client_gone: Arc<AtomicBool>,
+    done: bool,
+}
+
+impl UploadBody {
+    pub(super) fn new(inner: BoxBody, abandon: &Abandon) -> Self {
+        UploadBody {
+            inner,
+            over: Box::pin(abandon.over.clone().cancelled_owned()),
+            client_gone: abandon.client_gone.clone(),
+            done: false,
+        }
+    }
+}
+
+impl Body for UploadBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.over.as_mut().poll(cx).is_ready() {
+            self.done = true;
+            let status = Status::new(Code::Cancelled, "the call ended before its upload");
+            return Poll::Ready(Some(Err(Box::new(status))));
+        }
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                if e.is::<crate::call::Abandoned>() {
+                    self.client_gone.store(true, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None) => self.done = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// What can end an upstream call besides the upstream itself.
 pub(super) struct Ends {
+    pub(super) abandon: Abandon,
     pub(super) deadline: Option<Instant>,
     pub(super) drain: CancellationToken,
     pub(super) metrics: Option<Metrics>,
@@ -40,23 +127,9 @@ pub(super) struct Ends {
 pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Response<BoxBody> {
     let cluster = &*ends.cluster;
     let (mut parts, body) = response.into_parts();
-    let is_grpc = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(ContentType::from_header)
-        .is_some();
-    if parts.status != StatusCode::OK || !is_grpc {
-        if let Some(code) = parts
-            .headers
-            .get("grpc-status")
-            .and_then(|v| Code::from_header(v.as_bytes()))
-        {
-            let message = parts
-                .headers
-                .get("grpc-message")
-                .map(|m| weir_codec::status::decode_message(m.as_bytes()))
-                .unwrap_or_default();
-            return Status::new(code, message).into_response();
+    if !Status::is_grpc_response(parts.status, &parts.headers) {
+        if let Some(status) = Status::from_headers(&parts.headers) {
+            return status.into_response();
         }
         let summary = summarize(body).await;
         let content_type = parts
@@ -90,6 +163,7 @@ pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Respo
         drain: Box::pin(ends.drain.cancelled_owned()),
         metrics: ends.metrics,
         cluster: ends.cluster,
+        abandon: ends.abandon,
     };
     Response::from_parts(parts, crate::body::boxed(body))
 }
@@ -128,6 +202,8 @@ struct UpstreamBody {
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
     metrics: Option<Metrics>,
     cluster: Arc<str>,
+    /// Ends the upload when this body goes (see [`UploadBody`]).
+    abandon: Abandon,
 }
 
 impl UpstreamBody {
@@ -176,6 +252,10 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = Box::new(e);
                 let mut status = Status::from_response_body_error(&e);
+                if this.abandon.client_gone() {
+                    // The upstream reset because the client abandoned its upload.
+                    status = Status::new(Code::Cancelled, "the client abandoned the call");
+                }
                 if status.code() == Code::Unavailable {
                     status = Status::new(
                         Code::Unavailable,

@@ -60,7 +60,7 @@ impl ClusterConfig {
         self
     }
 
-    /// Speaks TLS (ALPN `h2`) to the upstream with this client configuration.
+    /// Speaks TLS (ALPN `h2`, set by weir) to the upstream with this client configuration.
     pub fn tls(mut self, config: Arc<rustls::ClientConfig>) -> Self {
         self.tls = Some(config);
         self
@@ -241,7 +241,12 @@ impl Endpoint {
         let (connector, scheme) = match &config.tls {
             Some(tls) => (
                 hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config((**tls).clone())
+                    .with_tls_config({
+                        // The connector sets ALPN (h2) itself and refuses a config that has it.
+                        let mut tls = (**tls).clone();
+                        tls.alpn_protocols.clear();
+                        tls
+                    })
                     .https_only()
                     .enable_http2()
                     .wrap_connector(http),

@@ -217,6 +217,12 @@ where
                     deadline.saturating_duration_since(Instant::now()),
                 );
             }
+            // The request body is sent by hyper's own task, which holds the upstream stream
+            // open for as long as the body may still produce data. When this call ends for any
+            // reason — the client went away, a deadline, an answer — the body fails with
+            // CANCEL, so that the upstream stream is reset even while the upload is open.
+            let abandon = body::Abandon::new();
+            let body = body::UploadBody::new(crate::body::boxed(body), &abandon);
             let request = Request::from_parts(parts, crate::body::boxed(body));
             let call = cluster.call(request);
             let response = match deadline {
@@ -235,6 +241,7 @@ where
             match response {
                 Ok(response) => {
                     let ends = body::Ends {
+                        abandon,
                         deadline,
                         drain: inner.drain.clone(),
                         metrics: inner.metrics.clone(),

@@ -39,8 +39,11 @@ pub(super) struct Session<S> {
     pub(super) stop: CancellationToken,
 }
 
+/// A stream error code of the mapping, as HTTP/3 carries it (see
+/// [`weir_codec::webtransport`]); browsers read it back as the WebTransport code.
 fn code(value: u32) -> VarInt {
-    VarInt::from_u32(value)
+    VarInt::try_from_u64(weir_codec::webtransport::to_http3(value))
+        .unwrap_or(VarInt::from_u32(value))
 }
 
 impl<S> Session<S>
@@ -109,7 +112,7 @@ where
                     }
                 },
                 () = self.stop.cancelled() => {
-                    connection.close(code(0), b"shutting down");
+                    connection.close(VarInt::from_u32(0), b"shutting down");
                     break;
                 }
                 Some(_) = calls.join_next(), if !calls.is_empty() => {}
@@ -127,6 +130,10 @@ enum ReadFailure {
     /// The client reset its send side or the session is gone.
     Gone,
     Frame(FrameError),
+    /// The first frame announces something other than a header block (its flags).
+    NotHeaderBlock(u8),
+    /// The first frame announces a header block over the limit (its length).
+    HeaderBlockTooLarge(usize),
 }
 
 /// Reads frames off a call's receive stream.
@@ -134,11 +141,25 @@ struct FrameReader {
     recv: Option<RecvStream>,
     decoder: FrameDecoder,
     buf: BytesMut,
+    /// While the request header block is awaited: its size limit. The first frame is then
+    /// judged by its 5-byte header, so a peer cannot make the server buffer a message-sized
+    /// payload where at most a header block may come.
+    head_limit: Option<usize>,
 }
 
 impl FrameReader {
     fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<WireFrame>, ReadFailure>> {
         loop {
+            if let Some(limit) = self.head_limit
+                && let Some((flags, len)) = self.decoder.peek_header()
+            {
+                if flags != FLAG_TRAILERS {
+                    return Poll::Ready(Err(ReadFailure::NotHeaderBlock(flags)));
+                }
+                if len > limit {
+                    return Poll::Ready(Err(ReadFailure::HeaderBlockTooLarge(len)));
+                }
+            }
             match self.decoder.decode() {
                 Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
                 Ok(None) => {}
@@ -200,7 +221,7 @@ impl RecvBody {
         }
         self.failure.set(status.clone());
         self.done = true;
-        Poll::Ready(Some(Err(Box::new(status))))
+        Poll::Ready(Some(Err(crate::call::request_body_error(status))))
     }
 }
 
@@ -266,6 +287,15 @@ impl Body for RecvBody {
                         ),
                     };
                     return this.fail(status, true);
+                }
+                // Only while the header block is awaited, which is over here.
+                Poll::Ready(Err(
+                    ReadFailure::NotHeaderBlock(_) | ReadFailure::HeaderBlockTooLarge(_),
+                )) => {
+                    return this.fail(
+                        Status::new(Code::Internal, "unexpected request header check"),
+                        true,
+                    );
                 }
             }
         }
@@ -420,6 +450,7 @@ async fn call<S>(
         recv: Some(recv),
         decoder: FrameDecoder::new(config.max_header_block.max(config.max_message_size)),
         buf: BytesMut::new(),
+        head_limit: Some(config.max_header_block),
     };
 
     let head = tokio::time::timeout(config.header_timeout, reader.next_frame()).await;
@@ -436,6 +467,29 @@ async fn call<S>(
             reader.stop(codes::PROTOCOL_ERROR);
             let status = Status::from_request_frame_error(&e);
             end_with(&mut send, status.to_headers(), &failure).await;
+            return;
+        }
+        Ok(Err(ReadFailure::NotHeaderBlock(flags))) => {
+            reader.stop(codes::PROTOCOL_ERROR);
+            let trailers = refuse(
+                format!(
+                    "the first frame must be the request header block (flags 0x80), not {flags:#04x}"
+                ),
+                Code::Internal,
+            );
+            end_with(&mut send, trailers, &failure).await;
+            return;
+        }
+        Ok(Err(ReadFailure::HeaderBlockTooLarge(len))) => {
+            reader.stop(codes::PROTOCOL_ERROR);
+            let trailers = refuse(
+                format!(
+                    "request header block of {len} bytes exceeds the {}-byte limit",
+                    config.max_header_block
+                ),
+                Code::ResourceExhausted,
+            );
+            end_with(&mut send, trailers, &failure).await;
             return;
         }
         Ok(Ok(None)) => {
@@ -470,6 +524,7 @@ async fn call<S>(
         }
     };
     let deadline = timeout.map(|t| started + t);
+    reader.head_limit = None;
     let cancelled = CancellationToken::new();
     let body = RecvBody {
         reader,

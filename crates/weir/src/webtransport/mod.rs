@@ -24,6 +24,7 @@
 //! ```
 
 mod call;
+pub mod client;
 mod identity;
 
 use std::future::Future;
@@ -71,6 +72,7 @@ pub struct WebTransportConfig {
     pub(crate) keep_alive: Duration,
     pub(crate) idle_timeout: Duration,
     pub(crate) rotate_every: Duration,
+    pub(crate) own_ports: Vec<u16>,
 }
 
 impl Default for WebTransportConfig {
@@ -86,6 +88,7 @@ impl Default for WebTransportConfig {
             keep_alive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             rotate_every: Duration::from_secs(12 * 24 * 3600),
+            own_ports: Vec::new(),
         }
     }
 }
@@ -101,6 +104,13 @@ impl WebTransportConfig {
     /// server's own origin and non-browser clients).
     pub fn cors(mut self, cors: Cors) -> Self {
         self.cors = cors;
+        self
+    }
+
+    /// Ports on the session's own host whose pages may open sessions whatever the CORS policy
+    /// says: the gateway's HTTP listeners, which serve its own pages (default: none).
+    pub fn own_http_ports(mut self, ports: Vec<u16>) -> Self {
+        self.own_ports = ports;
         self
     }
 
@@ -126,6 +136,13 @@ impl WebTransportConfig {
     /// Largest message in either direction (default 4 MiB).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// How long a new call stream may take to send its request header block (default 10 s);
+    /// a stream that takes longer is reset with `PROTOCOL_ERROR`.
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
         self
     }
 
@@ -227,7 +244,8 @@ impl WebTransportServer {
     {
         let stop = CancellationToken::new();
         let sessions = Arc::new(Semaphore::new(self.config.max_sessions));
-        let origin_check = OriginCheck::new(self.config.cors.clone());
+        let origin_check =
+            OriginCheck::new(self.config.cors.clone(), self.config.own_ports.clone());
         let mut tasks = JoinSet::new();
         if self.identity.is_development() {
             tasks.spawn(identity::rotate(

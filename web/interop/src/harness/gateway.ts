@@ -160,16 +160,30 @@ export function gatewayConfig(opts: {
   services?: readonly string[];
   admin?: boolean;
   allowOrigins?: readonly string[];
+  /**
+   * Add a second listener with TLS (ALPN h2 and http/1.1). The cleartext one
+   * stays first, so the gateway's `url` is cleartext; see tlsUrl().
+   */
+  tls?: { cert: string; key: string };
   /** Extra TOML appended verbatim. */
   extra?: string;
 }): string {
   const lines = ["version = 1", "", "[[listener]]", 'address = "127.0.0.1:0"'];
+  if (opts.tls !== undefined) {
+    lines.push("", "[[listener]]", 'address = "127.0.0.1:0"', `tls = { cert = ${JSON.stringify(opts.tls.cert)}, key = ${JSON.stringify(opts.tls.key)} }`);
+  }
   if (opts.admin === true) lines.push("", "[admin]", 'address = "127.0.0.1:0"');
   if (opts.allowOrigins !== undefined) lines.push("", "[cors]", `allow_origins = ${JSON.stringify(opts.allowOrigins)}`);
   lines.push("", "[clusters.backend]", `addresses = [${JSON.stringify(opts.upstream)}]`);
   lines.push("", "[routes]", ...(opts.services ?? ["*"]).map((s) => `${JSON.stringify(s)} = "backend"`));
   if (opts.extra !== undefined) lines.push("", opts.extra);
   return `${lines.join("\n")}\n`;
+}
+
+/** The https:// base URL of a gateway's TLS listener (gatewayConfig `tls`). */
+export async function tlsUrl(gateway: RunningServer, ms = 5_000): Promise<string> {
+  const m = await gateway.waitForOutput(/listening on (https:\/\/[^\s]+)/, ms);
+  return (m[1] ?? "").replace(/\/+$/, "");
 }
 
 /** Gateway plus upstream, stopped together. */

@@ -1,0 +1,634 @@
+//! A gRPC client over WebTransport (`docs/protocol/webtransport.md`), for tests, tools and
+//! benchmarks.
+//!
+//! One [`WebTransportClient`] is one WebTransport session; each [`Call`] is one bidirectional
+//! stream on it. Messages are raw [`Bytes`] (encode them with any protobuf library), so the
+//! client serves every service and call type:
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http::HeaderMap;
+//! use weir::webtransport::client::WebTransportClient;
+//!
+//! # async fn run(hashes: Vec<[u8; 32]>) -> Result<(), Box<dyn std::error::Error>> {
+//! let client = WebTransportClient::connect("https://127.0.0.1:4433/weir?v=1", &hashes).await?;
+//! let mut call = client
+//!     .call("/grpc.testing.TestService/FullDuplexCall", HeaderMap::new())
+//!     .await?;
+//! call.send(Bytes::from_static(b"")).await?;
+//! let reply = call.next_message().await?;
+//! call.finish();
+//! let status = call.status().await;
+//! # let _ = (reply, status); Ok(()) }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
+use tokio::time::Instant;
+use weir_codec::Code;
+use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, FrameError, encode_header};
+use weir_codec::{timeout, trailers};
+use wtransport::endpoint::ConnectOptions;
+use wtransport::endpoint::endpoint_side;
+use wtransport::error::ConnectingError;
+use wtransport::quinn::{self, ReadError, WriteError};
+use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
+
+use super::codes;
+use crate::Status;
+
+/// Largest response message or header block the client accepts by default (4 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// Why a session could not be opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The server answered the session request with a non-2xx status (wrong path or version
+    /// `404`, origin not allowed `403`, at its session limit `429`). The WebTransport client
+    /// library does not report which.
+    Rejected,
+    /// The local UDP socket could not be bound.
+    Io(std::io::Error),
+    /// The connection failed: unreachable server, TLS (certificate hash) failure, bad URL, ….
+    Connecting(ConnectingError),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Rejected => f.write_str("the server rejected the WebTransport session"),
+            ConnectError::Io(e) => write!(f, "cannot bind the client socket: {e}"),
+            ConnectError::Connecting(e) => write!(f, "WebTransport connection failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Rejected => None,
+            ConnectError::Io(e) => Some(e),
+            ConnectError::Connecting(e) => Some(e),
+        }
+    }
+}
+
+/// A WebTransport session to a weir server, carrying any number of concurrent calls.
+///
+/// Cloning is cheap and shares the session. Dropping every clone does not close the session
+/// gracefully; call [`close`](Self::close) for that.
+#[derive(Clone)]
+pub struct WebTransportClient {
+    // Kept so the endpoint (and its socket) lives as long as the session.
+    _endpoint: Arc<Endpoint<endpoint_side::Client>>,
+    connection: Connection,
+    closed_locally: Arc<AtomicBool>,
+    max_message_size: usize,
+}
+
+impl std::fmt::Debug for WebTransportClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebTransportClient")
+            .field("remote", &self.connection.remote_address())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The local address to bind for a session to `url`: IPv4 for an IPv4 literal, so the client
+/// also works where IPv6 is disabled; a dual-stack IPv6 socket otherwise.
+fn bind_for(
+    url: &str,
+) -> wtransport::config::ClientConfigBuilder<wtransport::config::states::WantsRootStore> {
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_owned));
+    let v4 = host
+        .and_then(|host| host.parse::<IpAddr>().ok())
+        .is_some_and(|ip| ip.is_ipv4());
+    if v4 {
+        ClientConfig::builder()
+            .with_bind_address(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
+    } else {
+        ClientConfig::builder().with_bind_default()
+    }
+}
+
+impl WebTransportClient {
+    /// Opens a session to `url` (`https://host:port/path?v=1`), accepting only a server
+    /// certificate whose SHA-256 hash is one of `hashes` (a development certificate, see
+    /// [`CertificateHashes`](super::CertificateHashes)).
+    pub async fn connect(url: &str, hashes: &[[u8; 32]]) -> Result<Self, ConnectError> {
+        Self::connect_with(ConnectOptions::builder(url).build(), hashes).await
+    }
+
+    /// Like [`connect`](Self::connect) with extra session request headers (for instance the
+    /// `origin` a browser would send).
+    pub async fn connect_with(
+        options: ConnectOptions,
+        hashes: &[[u8; 32]],
+    ) -> Result<Self, ConnectError> {
+        let config = bind_for(options.url())
+            .with_server_certificate_hashes(hashes.iter().copied().map(Into::into))
+            .keep_alive_interval(Some(Duration::from_secs(10)))
+            .build();
+        Self::open(config, options).await
+    }
+
+    /// Opens a session to `url` validating the server's certificate with the system's roots.
+    pub async fn connect_native(url: &str) -> Result<Self, ConnectError> {
+        let config = bind_for(url)
+            .with_native_certs()
+            .keep_alive_interval(Some(Duration::from_secs(10)))
+            .build();
+        Self::open(config, ConnectOptions::builder(url).build()).await
+    }
+
+    /// Opens a session with a fully custom `wtransport` configuration.
+    pub async fn open(config: ClientConfig, options: ConnectOptions) -> Result<Self, ConnectError> {
+        let endpoint = Endpoint::client(config).map_err(ConnectError::Io)?;
+        let connection = endpoint.connect(options).await.map_err(|e| match e {
+            ConnectingError::SessionRejected => ConnectError::Rejected,
+            e => ConnectError::Connecting(e),
+        })?;
+        Ok(WebTransportClient {
+            _endpoint: Arc::new(endpoint),
+            connection,
+            closed_locally: Arc::new(AtomicBool::new(false)),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        })
+    }
+
+    /// Sets the largest response message (and header block) this client accepts on later
+    /// calls (default 4 MiB); a larger one fails the call with `RESOURCE_EXHAUSTED`.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// The underlying session, for raw streams.
+    pub fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// Closes the session with code 0: every open call fails with `CANCELLED` and the server
+    /// cancels them all (§2.3).
+    pub fn close(&self) {
+        self.closed_locally.store(true, Ordering::SeqCst);
+        self.connection
+            .close(VarInt::from_u32(0), b"closed by the client");
+    }
+
+    /// Starts a call to `path` (`/package.Service/Method`) with request `metadata`.
+    ///
+    /// `metadata` goes into the request header block as is: values of `-bin` names must
+    /// already be base64 ([`weir_codec::metadata::encode_binary`]); `content-type` defaults to
+    /// `application/grpc+proto`; a `grpc-timeout` entry is sent to the server, which enforces
+    /// it. Waits while the session has no stream credit (the server's per-session call limit).
+    pub async fn call(&self, path: &str, metadata: HeaderMap) -> Result<Call, Status> {
+        self.start(path, metadata, None).await
+    }
+
+    /// Like [`call`](Self::call) with a deadline: `grpc-timeout` is sent, and the client also
+    /// cancels the call itself and reports `DEADLINE_EXCEEDED` when it expires.
+    pub async fn call_with_timeout(
+        &self,
+        path: &str,
+        mut metadata: HeaderMap,
+        timeout: Duration,
+    ) -> Result<Call, Status> {
+        if let Ok(value) = HeaderValue::try_from(timeout::format(timeout)) {
+            metadata.insert("grpc-timeout", value);
+        }
+        self.start(path, metadata, Some(Instant::now() + timeout))
+            .await
+    }
+
+    /// A unary call: one request message, the response's single message.
+    pub async fn unary(
+        &self,
+        path: &str,
+        metadata: HeaderMap,
+        message: Bytes,
+    ) -> Result<Bytes, Status> {
+        let mut call = self.call(path, metadata).await?;
+        call.send(message).await?;
+        call.finish();
+        let reply = call.next_message().await?;
+        let status = call.status().await;
+        match (status.code(), reply) {
+            (Code::Ok, Some(reply)) => Ok(reply),
+            (Code::Ok, None) => Err(Status::new(
+                Code::Internal,
+                "unary call ended without a response message",
+            )),
+            _ => Err(status),
+        }
+    }
+
+    async fn start(
+        &self,
+        path: &str,
+        mut metadata: HeaderMap,
+        deadline: Option<Instant>,
+    ) -> Result<Call, Status> {
+        if !metadata.contains_key(header::CONTENT_TYPE) {
+            metadata.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc+proto"),
+            );
+        }
+        let lost = |e: &dyn std::fmt::Display| {
+            session_status(&self.closed_locally, format!("cannot open a stream: {e}"))
+        };
+        let (send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|e| lost(&e))?
+            .await
+            .map_err(|e| lost(&e))?;
+        let mut call = Call {
+            send: Some(send),
+            recv: Some(recv),
+            decoder: FrameDecoder::new(self.max_message_size),
+            headers: None,
+            trailers: None,
+            status: None,
+            deadline,
+            closed_locally: self.closed_locally.clone(),
+        };
+        let mut block = BytesMut::new();
+        block.put_slice(b":path: ");
+        block.put_slice(path.as_bytes());
+        block.put_slice(b"\r\n");
+        block.put_slice(&trailers::encode(&metadata));
+        let mut head = BytesMut::with_capacity(5 + block.len());
+        encode_header(FLAG_TRAILERS, block.len(), &mut head);
+        head.put_slice(&block);
+        call.write(&mut [head.freeze()]).await?;
+        Ok(call)
+    }
+}
+
+/// The status of a call whose session is gone: `CANCELLED` when this client closed it,
+/// `UNAVAILABLE` otherwise (§2.3, §5).
+fn session_status(closed_locally: &AtomicBool, message: String) -> Status {
+    if closed_locally.load(Ordering::SeqCst) {
+        Status::new(Code::Cancelled, "the client closed the session")
+    } else {
+        Status::new(Code::Unavailable, format!("session lost: {message}"))
+    }
+}
+
+/// The status a stream reset or STOP_SENDING code from the server stands for (§5). The code
+/// is read as HTTP/3 carries WebTransport codes; a bare small code is accepted too.
+pub fn status_for_stream_code(code: u64) -> Code {
+    let code = weir_codec::webtransport::from_http3(code)
+        .map(u64::from)
+        .unwrap_or(code);
+    match u32::try_from(code) {
+        Ok(codes::CANCEL) => Code::Cancelled,
+        Ok(codes::PROTOCOL_ERROR) => Code::Internal,
+        Ok(codes::REFUSED) => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+/// A stream error code as HTTP/3 carries it.
+fn wire_code(value: u32) -> VarInt {
+    VarInt::try_from_u64(weir_codec::webtransport::to_http3(value))
+        .unwrap_or(VarInt::from_u32(value))
+}
+
+/// One call: a bidirectional stream carrying a request and its response, in full duplex.
+///
+/// Dropping a call that has not ended cancels it.
+#[derive(Debug)]
+pub struct Call {
+    send: Option<wtransport::SendStream>,
+    recv: Option<wtransport::RecvStream>,
+    decoder: FrameDecoder,
+    headers: Option<HeaderMap>,
+    trailers: Option<HeaderMap>,
+    status: Option<Status>,
+    deadline: Option<Instant>,
+    closed_locally: Arc<AtomicBool>,
+}
+
+/// What reading the response produced.
+enum Event {
+    /// The response header block arrived; it is stored.
+    Headers,
+    Message(Bytes),
+    /// The call ended; its status is stored.
+    End,
+}
+
+impl Call {
+    /// Sends one request message (an uncompressed message frame).
+    ///
+    /// Fails when the call already ended, when the request side was finished or cancelled, or
+    /// when the server stopped reading (the call's status then usually follows from
+    /// [`status`](Self::status)).
+    pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
+        let mut head = BytesMut::with_capacity(5);
+        encode_header(0, message.len(), &mut head);
+        self.write(&mut [head.freeze(), message]).await
+    }
+
+    async fn write(&mut self, chunks: &mut [Bytes]) -> Result<(), Status> {
+        let Some(send) = self.send.as_mut() else {
+            return Err(self.status.clone().unwrap_or_else(|| {
+                Status::new(Code::FailedPrecondition, "the request stream is finished")
+            }));
+        };
+        let written = match self.deadline {
+            Some(deadline) => {
+                match tokio::time::timeout_at(
+                    deadline,
+                    send.quic_stream_mut().write_all_chunks(chunks),
+                )
+                .await
+                {
+                    Ok(written) => written,
+                    Err(_) => return Err(self.expire()),
+                }
+            }
+            None => send.quic_stream_mut().write_all_chunks(chunks).await,
+        };
+        written.map_err(|e| match e {
+            WriteError::Stopped(code) => Status::new(
+                status_for_stream_code(code.into_inner()),
+                format!("the server stopped reading the request (code {code})"),
+            ),
+            WriteError::ConnectionLost(e) => self.lost(&e),
+            e => Status::new(Code::Cancelled, format!("request stream closed: {e}")),
+        })
+    }
+
+    /// Half-closes the call: sends FIN after the messages written so far.
+    pub fn finish(&mut self) {
+        if let Some(mut send) = self.send.take() {
+            let _ = send.quic_stream_mut().finish();
+        }
+    }
+
+    /// Cancels the call (§5): resets the request side and stops the response side with
+    /// `CANCEL`. The call then ends with `CANCELLED` unless it had ended already.
+    pub fn cancel(&mut self) {
+        self.abandon(codes::CANCEL);
+        if self.status.is_none() {
+            self.status = Some(Status::new(Code::Cancelled, "cancelled by the client"));
+        }
+    }
+
+    fn abandon(&mut self, code: u32) {
+        if let Some(mut send) = self.send.take() {
+            let _ = send.reset(wire_code(code));
+        }
+        if let Some(recv) = self.recv.take() {
+            recv.stop(wire_code(code));
+        }
+    }
+
+    fn lost(&self, e: &quinn::ConnectionError) -> Status {
+        if matches!(e, quinn::ConnectionError::LocallyClosed) {
+            self.closed_locally.store(true, Ordering::SeqCst);
+        }
+        session_status(&self.closed_locally, e.to_string())
+    }
+
+    /// The local deadline passed: cancel, end with `DEADLINE_EXCEEDED`.
+    fn expire(&mut self) -> Status {
+        self.abandon(codes::CANCEL);
+        self.end(Status::new(
+            Code::DeadlineExceeded,
+            "deadline exceeded (client timer)",
+        ))
+    }
+
+    /// Ends the call with `status` unless it ended already; returns the final status.
+    fn end(&mut self, status: Status) -> Status {
+        self.status.get_or_insert(status).clone()
+    }
+
+    /// A protocol violation by the server: the call fails with `INTERNAL`.
+    fn violation(&mut self, what: impl std::fmt::Display) -> Status {
+        self.abandon(codes::PROTOCOL_ERROR);
+        self.end(Status::new(
+            Code::Internal,
+            format!("protocol error: {what}"),
+        ))
+    }
+
+    /// Reads the next frame, handling header blocks; ends the call on any failure.
+    async fn read_event(&mut self) -> Event {
+        if self.status.is_some() {
+            return Event::End;
+        }
+        loop {
+            match self.decoder.decode() {
+                Ok(Some(frame)) => match frame.flags() {
+                    FLAG_TRAILERS => {
+                        let block = match trailers::decode(frame.payload()) {
+                            Ok(block) => block,
+                            Err(e) => {
+                                self.violation(format!("response header block: {e}"));
+                                return Event::End;
+                            }
+                        };
+                        if self.headers.is_some() || block.contains_key("grpc-status") {
+                            if self.headers.is_none() {
+                                // Trailers-only.
+                                self.headers = Some(HeaderMap::new());
+                            }
+                            self.end_with_trailers(block);
+                            return Event::End;
+                        }
+                        self.headers = Some(block);
+                        return Event::Headers;
+                    }
+                    0 if self.headers.is_some() => return Event::Message(frame.into_payload()),
+                    0 => {
+                        self.violation("a message before the response header block");
+                        return Event::End;
+                    }
+                    flags => {
+                        self.violation(format!(
+                            "a response frame with flags {flags:#04x} (compression is not supported)"
+                        ));
+                        return Event::End;
+                    }
+                },
+                Ok(None) => {}
+                Err(e @ FrameError::TooLarge { .. }) => {
+                    self.abandon(codes::CANCEL);
+                    self.end(Status::new(
+                        Code::ResourceExhausted,
+                        format!("response {e}"),
+                    ));
+                    return Event::End;
+                }
+                Err(e) => {
+                    self.violation(e);
+                    return Event::End;
+                }
+            }
+            let Some(recv) = self.recv.as_mut() else {
+                self.end(Status::new(
+                    Code::Cancelled,
+                    "the response stream was closed",
+                ));
+                return Event::End;
+            };
+            let read = recv.quic_stream_mut().read_chunk(64 * 1024, true);
+            let read = match self.deadline {
+                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                    Ok(read) => read,
+                    Err(_) => {
+                        self.expire();
+                        return Event::End;
+                    }
+                },
+                None => read.await,
+            };
+            match read {
+                Ok(Some(chunk)) => self.decoder.push(chunk.bytes),
+                Ok(None) => {
+                    self.recv = None;
+                    let status = match self.decoder.finish() {
+                        Err(e) => Status::new(Code::Internal, format!("protocol error: {e}")),
+                        Ok(()) => Status::new(
+                            Code::Internal,
+                            "the response stream ended without a trailer block",
+                        ),
+                    };
+                    self.abandon(codes::CANCEL);
+                    self.end(status);
+                    return Event::End;
+                }
+                Err(ReadError::Reset(code)) => {
+                    self.recv = None;
+                    self.abandon(codes::CANCEL);
+                    self.end(Status::new(
+                        status_for_stream_code(code.into_inner()),
+                        format!("the server reset the call (code {code})"),
+                    ));
+                    return Event::End;
+                }
+                Err(ReadError::ConnectionLost(e)) => {
+                    let status = self.lost(&e);
+                    self.send = None;
+                    self.recv = None;
+                    self.end(status);
+                    return Event::End;
+                }
+                Err(e) => {
+                    self.abandon(codes::CANCEL);
+                    self.end(Status::new(Code::Internal, format!("response stream: {e}")));
+                    return Event::End;
+                }
+            }
+        }
+    }
+
+    fn end_with_trailers(&mut self, block: HeaderMap) {
+        let status = match block.get("grpc-status") {
+            Some(value) => match Code::from_header(value.as_bytes()) {
+                Some(code) => Status::new(
+                    code,
+                    block
+                        .get("grpc-message")
+                        .map(|m| weir_codec::status::decode_message(m.as_bytes()))
+                        .unwrap_or_default(),
+                ),
+                None => Status::new(
+                    Code::Internal,
+                    format!("invalid grpc-status {value:?} in the trailer block"),
+                ),
+            },
+            None => Status::new(Code::Internal, "trailer block without grpc-status"),
+        };
+        self.trailers = Some(block);
+        // The response is complete: nothing more to read; the request side, if still open,
+        // is of no use to the server any more.
+        if let Some(recv) = self.recv.take() {
+            recv.stop(wire_code(codes::CANCEL));
+        }
+        if status.code() != Code::Ok
+            && let Some(mut send) = self.send.take()
+        {
+            let _ = send.reset(wire_code(codes::CANCEL));
+        }
+        self.end(status);
+    }
+
+    /// Waits for the response header block. Fails with the call's status when the call ended
+    /// without one (a trailers-only answer, a reset, a lost session).
+    pub async fn headers(&mut self) -> Result<&HeaderMap, Status> {
+        // The header block comes first: no message is read (and lost) here.
+        while self.headers.is_none() && self.status.is_none() {
+            self.read_event().await;
+        }
+        match (&self.headers, &self.status) {
+            (Some(headers), None) => Ok(headers),
+            (Some(headers), Some(status)) if status.code() == Code::Ok => Ok(headers),
+            (_, Some(status)) => Err(status.clone()),
+            (None, None) => Err(Status::new(Code::Internal, "no response header block")),
+        }
+    }
+
+    /// The next response message; `Ok(None)` once the call ended with `OK`, `Err` with the
+    /// status once it ended otherwise (the trailers, if any, are in
+    /// [`trailers`](Self::trailers)).
+    pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        let event = loop {
+            match self.read_event().await {
+                Event::Headers => {}
+                event => break event,
+            }
+        };
+        match event {
+            Event::Message(message) => Ok(Some(message)),
+            Event::Headers | Event::End => match &self.status {
+                Some(status) if status.code() == Code::Ok => Ok(None),
+                Some(status) => Err(status.clone()),
+                None => Err(Status::new(Code::Internal, "call ended without a status")),
+            },
+        }
+    }
+
+    /// Reads (and discards) the remaining messages, and returns the final status.
+    pub async fn status(&mut self) -> Status {
+        while !matches!(self.read_event().await, Event::End) {}
+        self.status
+            .clone()
+            .unwrap_or_else(|| Status::new(Code::Internal, "call ended without a status"))
+    }
+
+    /// The trailer block, once the call ended with one (for a trailers-only answer, the only
+    /// header block).
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.trailers.as_ref()
+    }
+
+    /// The final status, once the call ended.
+    pub fn ended(&self) -> Option<&Status> {
+        self.status.as_ref()
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            self.abandon(codes::CANCEL);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The proxy to an upstream over TLS (ALPN h2), found through a DNS name.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
+
+mod support;
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use weir::proxy::{ClusterConfig, Proxy};
+use weir_testservice::pb::Empty;
+
+use support::gateway::*;
+use support::*;
+
+#[tokio::test]
+async fn upstream_over_tls_by_host_name() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let server_tls = weir::tls::server_config(vec![der.clone()], key).unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        weir::server::Server::new()
+            .serve_tls(
+                listener,
+                server_tls,
+                weir_testservice::service(),
+                std::future::pending(),
+            )
+            .await;
+    });
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let mut client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    client_tls.alpn_protocols = vec![b"h2".to_vec()];
+
+    // "localhost" may resolve to ::1 as well as 127.0.0.1; the upstream listens on the
+    // latter only, and the balancer must still find a working address.
+    let proxy = Proxy::builder()
+        .cluster(
+            ClusterConfig::new("tls")
+                .address("localhost", port)
+                .tls(Arc::new(client_tls)),
+        )
+        .route("*", "tls");
+    let gateway = Gateway::start(proxy).await;
+    for proto in [Proto::H1, Proto::H2] {
+        let mut client = gateway.client(proto).await;
+        let reply = client.unary(EMPTY_CALL, Mode::Binary, &Empty {}).await;
+        reply.assert_ok();
+    }
+}

@@ -1,0 +1,1009 @@
+//! gRPC over WebTransport (`docs/protocol/webtransport.md`) over real loopback UDP, with the
+//! Rust client of `weir::webtransport::client`: every call type, metadata, statuses,
+//! cancellation and deadlines against an in-process `TestService` and through the upstream
+//! proxy; then the answers to bad input, and the limits.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::HeaderValue;
+use prost::Message;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower::Layer as _;
+use tower::ServiceExt as _;
+use weir::Code;
+use weir::metrics::Metrics;
+use weir::webtransport::client::{Call, ConnectError, WebTransportClient};
+use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer, codes};
+use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, encode_header, encode_message};
+use weir_codec::{metadata, trailers};
+use weir_testservice::pb::{
+    EchoStatus, Empty, SimpleRequest, SimpleResponse, StreamingInputCallRequest,
+    StreamingInputCallResponse, StreamingOutputCallRequest, StreamingOutputCallResponse,
+};
+use weir_testservice::{CallCounts, CallObserver, TestServiceImpl};
+use wtransport::endpoint::ConnectOptions;
+use wtransport::error::StreamWriteError;
+use wtransport::quinn::ReadError;
+
+use support::gateway::{Upstream, to_upstream};
+use support::{
+    EMPTY_CALL, FULL_DUPLEX_CALL, HANG_GUARD, INITIAL_VALUE, SPECIAL_MESSAGE, STREAMING_INPUT_CALL,
+    STREAMING_OUTPUT_CALL, TRAILING_VALUE, UNARY_CALL, guard, params, zeros,
+};
+
+const UNIMPLEMENTED_METHOD: &str = "/grpc.testing.TestService/UnimplementedCall";
+const UNIMPLEMENTED_SERVICE: &str = "/grpc.testing.UnimplementedService/UnimplementedCall";
+
+/// Which service answers the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The interop `TestService` in-process.
+    InProcess,
+    /// Metrics and the proxy, in front of a native upstream `TestService`.
+    Proxied,
+}
+
+const KINDS: [Kind; 2] = [Kind::InProcess, Kind::Proxied];
+
+/// A WebTransport server on `127.0.0.1:0` with a development certificate; stopped when
+/// dropped.
+struct Stack {
+    kind: Kind,
+    url: String,
+    hashes: Vec<[u8; 32]>,
+    observer: Arc<CallObserver>,
+    _upstream: Option<Upstream>,
+    stop: Option<oneshot::Sender<()>>,
+    _served: JoinHandle<()>,
+}
+
+impl Stack {
+    async fn start(kind: Kind) -> Stack {
+        Stack::with(kind, WebTransportConfig::default()).await
+    }
+
+    async fn with(kind: Kind, config: WebTransportConfig) -> Stack {
+        let server = WebTransportServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            ServerIdentity::development().unwrap(),
+            config,
+        )
+        .unwrap();
+        let url = server.url("127.0.0.1");
+        let hashes = server.certificate_hashes().get();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        let (observer, upstream, served) = match kind {
+            Kind::InProcess => {
+                let observer = Arc::new(CallObserver::new());
+                let service = TestServiceImpl::new()
+                    .with_observer(observer.clone())
+                    .into_service()
+                    .map_request(|request: http::Request<weir::body::BoxBody>| request)
+                    .map_response(|response| response.map(weir::body::boxed));
+                let served = tokio::spawn(server.serve(service, shutdown));
+                (observer, None, served)
+            }
+            Kind::Proxied => {
+                let upstream = Upstream::start().await;
+                let metrics = Metrics::new();
+                let proxy = to_upstream(upstream.port())
+                    .metrics(metrics.clone())
+                    .build()
+                    .unwrap();
+                let service = metrics.layer().layer(proxy);
+                let served = tokio::spawn(server.serve(service, shutdown));
+                (upstream.observer.clone(), Some(upstream), served)
+            }
+        };
+        Stack {
+            kind,
+            url,
+            hashes,
+            observer,
+            _upstream: upstream,
+            stop: Some(stop),
+            _served: served,
+        }
+    }
+
+    async fn try_client(
+        &self,
+        options: ConnectOptions,
+    ) -> Result<WebTransportClient, ConnectError> {
+        guard(
+            "session",
+            WebTransportClient::connect_with(options, &self.hashes),
+        )
+        .await
+    }
+
+    async fn client(&self) -> WebTransportClient {
+        self.try_client(ConnectOptions::builder(&self.url).build())
+            .await
+            .unwrap()
+    }
+
+    /// Waits (with the hang guard) until the handler counters satisfy `condition`.
+    async fn wait_for(&self, condition: impl FnMut(&CallCounts) -> bool) -> CallCounts {
+        match tokio::time::timeout(HANG_GUARD, self.observer.wait_for(condition)).await {
+            Ok(counts) => counts,
+            Err(_) => panic!(
+                "hang guard: {:?} observer never matched; counts {:?}",
+                self.kind,
+                self.observer.counts()
+            ),
+        }
+    }
+
+    /// A fresh session still gets a good answer.
+    async fn assert_serving(&self) {
+        let client = self.client().await;
+        let reply = guard(
+            "unary call on a fresh session",
+            client.unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {})),
+        )
+        .await
+        .unwrap();
+        assert!(reply.is_empty(), "{:?}", self.kind);
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn encode<M: Message>(message: &M) -> Bytes {
+    Bytes::from(message.encode_to_vec())
+}
+
+fn decode<M: Message + Default>(bytes: &Bytes) -> M {
+    M::decode(bytes.as_ref()).unwrap()
+}
+
+fn echo(sizes: &[i32]) -> StreamingOutputCallRequest {
+    StreamingOutputCallRequest {
+        response_parameters: params(sizes),
+        payload: zeros(sizes.first().copied().unwrap_or(0) as usize),
+        ..Default::default()
+    }
+}
+
+fn body_len(message: &StreamingOutputCallResponse) -> usize {
+    message.payload.as_ref().map_or(0, |p| p.body.len())
+}
+
+async fn start(client: &WebTransportClient, path: &str, metadata: HeaderMap) -> Call {
+    guard("open call", client.call(path, metadata))
+        .await
+        .unwrap()
+}
+
+async fn next(call: &mut Call) -> Option<Bytes> {
+    guard("next message", call.next_message()).await.unwrap()
+}
+
+async fn status(call: &mut Call) -> weir::Status {
+    guard("call status", call.status()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_of_every_kind() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+
+        // empty_unary
+        let reply = guard(
+            "empty_unary",
+            client.unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(decode::<Empty>(&reply), Empty {});
+
+        // large_unary
+        let request = SimpleRequest {
+            response_size: 314_159,
+            payload: zeros(271_828),
+            ..Default::default()
+        };
+        let reply = guard(
+            "large_unary",
+            client.unary(UNARY_CALL, HeaderMap::new(), encode(&request)),
+        )
+        .await
+        .unwrap();
+        let reply: SimpleResponse = decode(&reply);
+        assert_eq!(reply.payload.unwrap().body.len(), 314_159, "{kind:?}");
+
+        // server_streaming
+        let sizes = [31_415, 9, 2_653, 58_979];
+        let mut call = start(&client, STREAMING_OUTPUT_CALL, HeaderMap::new()).await;
+        call.send(encode(&StreamingOutputCallRequest {
+            response_parameters: params(&sizes),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        call.finish();
+        let headers = guard("headers", call.headers()).await.unwrap();
+        assert!(!headers.contains_key("grpc-status"), "{headers:?}");
+        for size in sizes {
+            let message: StreamingOutputCallResponse = decode(&next(&mut call).await.unwrap());
+            assert_eq!(body_len(&message), size as usize, "{kind:?}");
+        }
+        assert_eq!(next(&mut call).await, None);
+        assert_eq!(status(&mut call).await.code(), Code::Ok);
+
+        // client_streaming
+        let mut call = start(&client, STREAMING_INPUT_CALL, HeaderMap::new()).await;
+        for size in [27_182, 8, 1_828, 45_904] {
+            call.send(encode(&StreamingInputCallRequest {
+                payload: zeros(size),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        }
+        call.finish();
+        let reply: StreamingInputCallResponse = decode(&next(&mut call).await.unwrap());
+        assert_eq!(reply.aggregated_payload_size, 74_922, "{kind:?}");
+        assert_eq!(next(&mut call).await, None);
+
+        // ping_pong: each answer arrives before the next request is sent.
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        for (size, answer) in [(27_182, 31_415), (8, 9), (1_828, 2_653), (45_904, 58_979)] {
+            call.send(encode(&StreamingOutputCallRequest {
+                response_parameters: params(&[answer]),
+                payload: zeros(size),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+            let message: StreamingOutputCallResponse = decode(&next(&mut call).await.unwrap());
+            assert_eq!(body_len(&message), answer as usize, "{kind:?}");
+        }
+        call.finish();
+        assert_eq!(next(&mut call).await, None);
+        assert_eq!(call.ended().unwrap().code(), Code::Ok);
+
+        // empty_stream
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.finish();
+        assert_eq!(next(&mut call).await, None, "{kind:?}");
+        assert_eq!(call.trailers().unwrap()["grpc-status"], "0");
+
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert_eq!(counts.cancelled, 0, "{kind:?}: {counts:?}");
+    }
+}
+
+fn echo_metadata() -> HeaderMap {
+    let mut metadata = HeaderMap::new();
+    metadata.insert(
+        weir_testservice::ECHO_INITIAL_HEADER,
+        HeaderValue::from_static(INITIAL_VALUE),
+    );
+    metadata.insert(
+        weir_testservice::ECHO_TRAILING_HEADER,
+        metadata::encode_binary(TRAILING_VALUE),
+    );
+    metadata
+}
+
+fn assert_echoed(call: &Call, headers: &HeaderMap) {
+    assert_eq!(
+        headers[weir_testservice::ECHO_INITIAL_HEADER],
+        INITIAL_VALUE
+    );
+    let trailers = call.trailers().unwrap();
+    let name = http::HeaderName::from_static(weir_testservice::ECHO_TRAILING_HEADER);
+    assert_eq!(
+        metadata::decode_binary(&name, &trailers[&name]).unwrap(),
+        TRAILING_VALUE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_and_statuses() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+
+        // custom_metadata, unary and full duplex: the initial echo in the response header
+        // block, the binary trailing echo in the trailer block.
+        let mut call = start(&client, UNARY_CALL, echo_metadata()).await;
+        call.send(encode(&SimpleRequest {
+            response_size: 314_159,
+            payload: zeros(271_828),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        call.finish();
+        let headers = guard("headers", call.headers()).await.unwrap().clone();
+        assert!(next(&mut call).await.is_some());
+        assert_eq!(status(&mut call).await.code(), Code::Ok);
+        assert_echoed(&call, &headers);
+
+        let mut call = start(&client, FULL_DUPLEX_CALL, echo_metadata()).await;
+        call.send(encode(&echo(&[314_159]))).await.unwrap();
+        call.finish();
+        let headers = guard("headers", call.headers()).await.unwrap().clone();
+        assert!(next(&mut call).await.is_some());
+        assert_eq!(next(&mut call).await, None, "{kind:?}");
+        assert_echoed(&call, &headers);
+
+        // status_code_and_message, special_status_message
+        for message in ["test status message", SPECIAL_MESSAGE] {
+            let response_status = Some(EchoStatus {
+                code: 2,
+                message: message.to_owned(),
+            });
+            let request = SimpleRequest {
+                response_status: response_status.clone(),
+                ..Default::default()
+            };
+            let err = guard(
+                "unary status",
+                client.unary(UNARY_CALL, HeaderMap::new(), encode(&request)),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(
+                (err.code(), err.message()),
+                (Code::Unknown, message),
+                "{kind:?}"
+            );
+
+            let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+            call.send(encode(&StreamingOutputCallRequest {
+                response_status,
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+            call.finish();
+            let err = guard("bidi status", call.next_message()).await.unwrap_err();
+            assert_eq!(
+                (err.code(), err.message()),
+                (Code::Unknown, message),
+                "{kind:?}"
+            );
+        }
+
+        // unimplemented method and service
+        for path in [UNIMPLEMENTED_METHOD, UNIMPLEMENTED_SERVICE] {
+            let err = guard(
+                "unimplemented",
+                client.unary(path, HeaderMap::new(), encode(&Empty {})),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.code(), Code::Unimplemented, "{kind:?} {path}");
+        }
+        // The session is still good.
+        client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_and_deadlines() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+
+        // cancel_after_begin: the handler has started and waits for the request stream.
+        let mut call = start(&client, STREAMING_INPUT_CALL, HeaderMap::new()).await;
+        stack.wait_for(|c| c.started == 1).await;
+        call.cancel();
+        assert_eq!(status(&mut call).await.code(), Code::Cancelled);
+        stack.wait_for(|c| c.cancelled == 1).await;
+
+        // cancel_after_first_response: the handler (upstream: its HTTP/2 stream) sees it.
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[31_415]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        call.cancel();
+        assert_eq!(
+            call.next_message().await.unwrap_err().code(),
+            Code::Cancelled
+        );
+        stack.wait_for(|c| c.cancelled == 2).await;
+
+        // Dropping a call cancels it too.
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        drop(call);
+        stack.wait_for(|c| c.cancelled == 3).await;
+
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert_eq!(counts.cancelled, 3, "{kind:?}: {counts:?}");
+
+        // timeout_on_sleeping_server, enforced by the server: grpc-timeout only, no client
+        // timer. (The gateway's timer and the handler's race: the handler may see either its
+        // own deadline or the cancellation.)
+        let mut metadata = HeaderMap::new();
+        metadata.insert("grpc-timeout", HeaderValue::from_static("100m"));
+        let mut call = start(&client, FULL_DUPLEX_CALL, metadata).await;
+        call.send(encode(&StreamingOutputCallRequest {
+            payload: zeros(27_182),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert_eq!(
+            status(&mut call).await.code(),
+            Code::DeadlineExceeded,
+            "{kind:?}"
+        );
+
+        // The client's own timer, on a call the server answers slowly. (The server's timer
+        // races it: the handler may see a deadline or a cancellation.)
+        let mut call = guard(
+            "call with timeout",
+            client.call_with_timeout(
+                STREAMING_OUTPUT_CALL,
+                HeaderMap::new(),
+                Duration::from_millis(100),
+            ),
+        )
+        .await
+        .unwrap();
+        let mut slow = echo(&[1]);
+        slow.response_parameters[0].interval_us = 10_000_000;
+        call.send(encode(&slow)).await.unwrap();
+        call.finish();
+        assert_eq!(
+            status(&mut call).await.code(),
+            Code::DeadlineExceeded,
+            "{kind:?}"
+        );
+
+        stack.wait_for(|c| c.in_flight() == 0).await;
+        stack.assert_serving().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_calls_multiplexed_on_one_session() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+        // All open at once, each answering its own requests: none waits for another.
+        let mut calls = Vec::new();
+        for _ in 0..100 {
+            calls.push(start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await);
+        }
+        for (i, call) in calls.iter_mut().enumerate() {
+            call.send(encode(&echo(&[i as i32 + 1]))).await.unwrap();
+        }
+        stack.wait_for(|c| c.started == 100).await;
+        for (i, call) in calls.iter_mut().enumerate().rev() {
+            let message: StreamingOutputCallResponse = decode(&next(call).await.unwrap());
+            assert_eq!(body_len(&message), i + 1);
+        }
+        let statuses = futures_util::future::join_all(calls.iter_mut().map(|call| {
+            call.finish();
+            call.status()
+        }));
+        for status in guard("100 statuses", statuses).await {
+            assert_eq!(status.code(), Code::Ok, "{kind:?}: {status:?}");
+        }
+        let counts = stack.wait_for(|c| c.completed == 100).await;
+        assert_eq!(counts.cancelled, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_session_cancels_every_call() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+        let mut calls = Vec::new();
+        for _ in 0..5 {
+            let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+            call.send(encode(&echo(&[10]))).await.unwrap();
+            assert!(next(&mut call).await.is_some());
+            calls.push(call);
+        }
+        client.close();
+        for call in &mut calls {
+            assert_eq!(status(call).await.code(), Code::Cancelled, "{kind:?}");
+        }
+        let counts = stack.wait_for(|c| c.cancelled == 5).await;
+        assert_eq!(counts.in_flight(), 0, "{kind:?}: {counts:?}");
+        stack.assert_serving().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input, on raw streams.
+
+fn header_frame(block: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    encode_header(FLAG_TRAILERS, block.len(), &mut out);
+    out.put_slice(block);
+    out.freeze()
+}
+
+fn request_head(path: &str) -> Bytes {
+    header_frame(format!(":path: {path}\r\ncontent-type: application/grpc+proto\r\n").as_bytes())
+}
+
+/// How a raw response stream ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Fin,
+    Reset(u64),
+}
+
+#[derive(Debug)]
+struct RawReply {
+    blocks: Vec<HeaderMap>,
+    messages: Vec<Bytes>,
+    end: End,
+}
+
+impl RawReply {
+    /// The code of a trailers-only answer.
+    fn trailers_only(&self) -> Code {
+        assert_eq!(self.end, End::Fin, "{self:?}");
+        assert_eq!(self.blocks.len(), 1, "{self:?}");
+        assert!(self.messages.is_empty(), "{self:?}");
+        self.code()
+    }
+
+    /// The code in the last header block.
+    fn code(&self) -> Code {
+        let block = self.blocks.last().unwrap();
+        Code::from_header(block["grpc-status"].as_bytes()).unwrap()
+    }
+}
+
+type Raw = (wtransport::SendStream, wtransport::RecvStream);
+
+async fn raw(client: &WebTransportClient) -> Raw {
+    guard("open raw stream", async {
+        client.connection().open_bi().await.unwrap().await.unwrap()
+    })
+    .await
+}
+
+/// Writes `bytes` and, with `fin`, finishes the stream.
+async fn write(stream: &mut Raw, bytes: &[u8], fin: bool) {
+    stream.0.write_all(bytes).await.unwrap();
+    if fin {
+        stream.0.quic_stream_mut().finish().unwrap();
+    }
+}
+
+async fn read_raw(stream: &mut Raw) -> RawReply {
+    guard("raw response", async {
+        let mut decoder = FrameDecoder::new(usize::MAX);
+        let mut reply = RawReply {
+            blocks: Vec::new(),
+            messages: Vec::new(),
+            end: End::Fin,
+        };
+        loop {
+            while let Some(frame) = decoder.decode().unwrap() {
+                if frame.flags() == FLAG_TRAILERS {
+                    reply
+                        .blocks
+                        .push(trailers::decode(frame.payload()).unwrap());
+                } else {
+                    reply.messages.push(frame.into_payload());
+                }
+            }
+            match stream
+                .1
+                .quic_stream_mut()
+                .read_chunk(usize::MAX, true)
+                .await
+            {
+                Ok(Some(chunk)) => decoder.push(chunk.bytes),
+                Ok(None) => break,
+                Err(ReadError::Reset(code)) => {
+                    reply.end = End::Reset(app_code(code.into_inner()));
+                    break;
+                }
+                Err(e) => panic!("reading the raw response: {e}"),
+            }
+        }
+        assert!(decoder.is_at_boundary());
+        reply
+    })
+    .await
+}
+
+/// The STOP_SENDING code the server sent on this stream.
+async fn stop_code(stream: &mut Raw) -> u64 {
+    match guard("STOP_SENDING", stream.0.stopped()).await {
+        StreamWriteError::Stopped(code) => app_code(code.into_inner()),
+        other => panic!("expected STOP_SENDING, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_a_header_block_is_reset() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().header_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    let client = stack.client().await;
+    let mut stream = raw(&client).await;
+    // Half a frame header, then nothing.
+    write(&mut stream, &[FLAG_TRAILERS, 0], false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(
+        reply.end,
+        End::Reset(codes::PROTOCOL_ERROR.into()),
+        "{reply:?}"
+    );
+    assert_eq!(
+        stop_code(&mut stream).await,
+        u64::from(codes::PROTOCOL_ERROR)
+    );
+    // The session goes on.
+    client
+        .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+    stack.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_request_heads_are_refused_with_a_status() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_header_block(1024),
+    )
+    .await;
+    let client = stack.client().await;
+    let cases: Vec<(&str, Bytes, Code)> = vec![
+        (
+            "not a header block",
+            header_frame(b"no colon here\r\n"),
+            Code::Internal,
+        ),
+        (
+            "missing :path",
+            header_frame(b"content-type: application/grpc\r\n"),
+            Code::Internal,
+        ),
+        (
+            "wrong content-type",
+            header_frame(
+                format!(":path: {EMPTY_CALL}\r\ncontent-type: application/grpc-web\r\n").as_bytes(),
+            ),
+            Code::Internal,
+        ),
+        (
+            "no content-type",
+            header_frame(format!(":path: {EMPTY_CALL}\r\n").as_bytes()),
+            Code::Internal,
+        ),
+        (
+            "a message first",
+            encode_message(&encode(&Empty {})),
+            Code::Internal,
+        ),
+        (
+            "oversize header block",
+            header_frame(
+                format!(
+                    ":path: {EMPTY_CALL}\r\ncontent-type: application/grpc\r\nx-big: {}\r\n",
+                    "a".repeat(2000)
+                )
+                .as_bytes(),
+            ),
+            Code::ResourceExhausted,
+        ),
+        (
+            "unknown method",
+            request_head("/grpc.testing.TestService/NoSuchMethod"),
+            Code::Unimplemented,
+        ),
+    ];
+    for (what, head, code) in cases {
+        let mut stream = raw(&client).await;
+        write(&mut stream, &head, true).await;
+        let reply = read_raw(&mut stream).await;
+        assert_eq!(reply.trailers_only(), code, "{what}: {reply:?}");
+        // Every refusal leaves the session and the server serving.
+        client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap();
+    }
+    // A first frame that cannot be a good header block is refused from its 5-byte header, at
+    // once, without buffering its payload or waiting for the header timeout.
+    for (flags, code) in [
+        (FLAG_TRAILERS, Code::ResourceExhausted),
+        (0, Code::Internal),
+    ] {
+        let mut stream = raw(&client).await;
+        let mut head = BytesMut::new();
+        encode_header(flags, 1 << 20, &mut head);
+        head.put_slice(&[b'a'; 100]);
+        write(&mut stream, &head, false).await;
+        let reply = read_raw(&mut stream).await;
+        assert_eq!(reply.trailers_only(), code, "flags {flags:#x}: {reply:?}");
+        assert_eq!(
+            stop_code(&mut stream).await,
+            u64::from(codes::PROTOCOL_ERROR)
+        );
+    }
+    stack.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_stream_violations_end_the_call() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_message_size(64 * 1024),
+    )
+    .await;
+    let client = stack.client().await;
+
+    // A second header block after a message: trailer INTERNAL, STOP_SENDING PROTOCOL_ERROR.
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    write(&mut stream, &encode_message(&encode(&echo(&[3]))), false).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.end, End::Fin, "{reply:?}");
+    assert_eq!(reply.code(), Code::Internal, "{reply:?}");
+    assert_eq!(
+        stop_code(&mut stream).await,
+        u64::from(codes::PROTOCOL_ERROR)
+    );
+
+    // A reserved flag.
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    write(&mut stream, &[0x40, 0, 0, 0, 0], false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.code(), Code::Internal, "{reply:?}");
+    assert_eq!(
+        stop_code(&mut stream).await,
+        u64::from(codes::PROTOCOL_ERROR)
+    );
+
+    // An oversize message: trailer RESOURCE_EXHAUSTED, STOP_SENDING PROTOCOL_ERROR.
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(UNARY_CALL), false).await;
+    let mut big = BytesMut::new();
+    encode_header(0, 100_000, &mut big);
+    write(&mut stream, &big, false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.end, End::Fin, "{reply:?}");
+    assert_eq!(reply.code(), Code::ResourceExhausted, "{reply:?}");
+    assert_eq!(
+        stop_code(&mut stream).await,
+        u64::from(codes::PROTOCOL_ERROR)
+    );
+
+    // FIN inside a frame: trailer INTERNAL.
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(STREAMING_INPUT_CALL), false).await;
+    write(&mut stream, &[0, 0, 0, 0, 10, 1, 2], true).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.code(), Code::Internal, "{reply:?}");
+
+    // An oversize response message: RESOURCE_EXHAUSTED.
+    let err = client
+        .unary(
+            UNARY_CALL,
+            HeaderMap::new(),
+            encode(&SimpleRequest {
+                response_size: 100_000,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
+    let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+    assert!(counts.started >= 1, "{counts:?}");
+    client
+        .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+    stack.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_checked_at_establishment() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default()
+            .cors(
+                weir::Cors::default()
+                    .allow_origin("http://good.example")
+                    .unwrap(),
+            )
+            .max_sessions(3),
+    )
+    .await;
+    let with_origin = |origin: &str| {
+        ConnectOptions::builder(&stack.url)
+            .add_header("origin", origin)
+            .build()
+    };
+    // 403: an origin not allowed.
+    let refused = stack.try_client(with_origin("http://evil.example")).await;
+    assert!(
+        matches!(refused, Err(ConnectError::Rejected)),
+        "{refused:?}"
+    );
+    // An allowed origin works.
+    let good = stack
+        .try_client(with_origin("http://good.example"))
+        .await
+        .unwrap();
+    good.unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+
+    // 404: another path, no version, another version.
+    let base = stack.url.split_once('?').unwrap().0.to_owned();
+    let root = base.rsplit_once('/').unwrap().0.to_owned();
+    for url in [
+        format!("{root}/other?v=1"),
+        base.clone(),
+        format!("{base}?v=2"),
+    ] {
+        let refused = stack
+            .try_client(ConnectOptions::builder(&url).build())
+            .await;
+        assert!(
+            matches!(refused, Err(ConnectError::Rejected)),
+            "{url}: {refused:?}"
+        );
+    }
+
+    // 429: beyond max_sessions (3, one of them `good`).
+    let second = stack.client().await;
+    let third = stack.client().await;
+    let refused = stack
+        .try_client(ConnectOptions::builder(&stack.url).build())
+        .await;
+    assert!(
+        matches!(refused, Err(ConnectError::Rejected)),
+        "{refused:?}"
+    );
+    // Closing a session frees its place.
+    third.close();
+    guard("a place frees up", async {
+        loop {
+            if let Ok(client) = WebTransportClient::connect(&stack.url, &stack.hashes).await {
+                return client;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+    .await
+    .unwrap();
+    for client in [&good, &second] {
+        client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_streams_wait_for_credit() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_calls_per_session(50),
+    )
+    .await;
+    let client = stack.client().await;
+    let other = stack.client().await;
+
+    // The highest number of handlers running at once, as the observer reports it.
+    let most = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let most = most.clone();
+        let observer = stack.observer.clone();
+        tokio::spawn(async move {
+            observer
+                .wait_for(|c| {
+                    most.fetch_max(c.in_flight(), Ordering::SeqCst);
+                    false
+                })
+                .await;
+        })
+    };
+
+    let calls: Vec<_> = (0..2000)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+                    .await
+            })
+        })
+        .collect();
+    // Another session is served meanwhile.
+    other
+        .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+    let results = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures_util::future::join_all(calls),
+    )
+    .await
+    .expect("hang guard: 2000 calls");
+    for result in results {
+        result.unwrap().unwrap();
+    }
+    watcher.abort();
+    let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+    assert_eq!(counts.completed, 2001);
+    // The per-session stream credit (50 calls and HTTP/3's few) bounds the handlers at once.
+    assert!(most.load(Ordering::SeqCst) <= 54 + 1, "{most:?}");
+    stack.assert_serving().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_shutdown_fails_open_calls_with_unavailable() {
+    for kind in KINDS {
+        let mut stack = Stack::start(kind).await;
+        let client = stack.client().await;
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        // The server closes its sessions ("shutting down"): the call's handler is cancelled,
+        // the client sees the session lost.
+        stack.stop.take().unwrap().send(()).unwrap();
+        assert_eq!(
+            status(&mut call).await.code(),
+            Code::Unavailable,
+            "{kind:?}"
+        );
+        stack.wait_for(|c| c.cancelled == 1).await;
+        let err = guard(
+            "call on a closed session",
+            client.call(EMPTY_CALL, HeaderMap::new()),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{kind:?}");
+    }
+}
+
+/// The WebTransport application code an HTTP/3 stream error code carries (the server sends
+/// codes in HTTP/3's reserved range, as browsers expect).
+fn app_code(wire: u64) -> u64 {
+    weir_codec::webtransport::from_http3(wire).map_or(wire, u64::from)
+}
