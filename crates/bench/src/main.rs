@@ -328,18 +328,34 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
     });
     procs.extend([native, gateway, layer, tonic_web]);
 
+    // Each section is printed (and written) as soon as it is done.
+    let emit = |report: &mut String, section: &str| -> Result<(), String> {
+        println!("{section}");
+        report.push_str(section);
+        if let Some(path) = &out {
+            std::fs::write(path, report.as_bytes())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    };
+    let header = std::mem::take(&mut report);
+    emit(&mut report, &header)?;
     let result = async {
         if wants("unary") {
-            report.push_str(&unary(&plan, &contenders).await?);
+            let section = unary(&plan, &contenders).await?;
+            emit(&mut report, &section)?;
         }
         if wants("stream") {
-            report.push_str(&streaming(&plan, &contenders).await?);
+            let section = streaming(&plan, &contenders).await?;
+            emit(&mut report, &section)?;
         }
         if wants("cancel") {
-            report.push_str(&cancellation(&plan, &contenders).await?);
+            let section = cancellation(&plan, &contenders).await?;
+            emit(&mut report, &section)?;
         }
         if wants("memory") {
-            report.push_str(&memory(&plan, &contenders).await?);
+            let section = memory(&plan, &contenders).await?;
+            emit(&mut report, &section)?;
         }
         Ok::<(), String>(())
     }
@@ -354,11 +370,8 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
     }
     result?;
     if wants("browser") {
-        report.push_str(&browser(&plan).await);
-    }
-    println!("{report}");
-    if let Some(path) = out {
-        std::fs::write(&path, &report).map_err(|e| format!("{}: {e}", path.display()))?;
+        let section = browser(&plan).await;
+        emit(&mut report, &section)?;
     }
     Ok(())
 }
@@ -769,7 +782,7 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
     }
     let _ = writeln!(
         out,
-        " after {} aborted calls MiB | growth MiB |\n|---|---:|{}---:|---:|",
+        " after {} aborted calls MiB | growth MiB | failed calls |\n|---|---:|{}---:|---:|---:|",
         plan.aborted_calls,
         "---:|".repeat(counts.len())
     );
@@ -788,7 +801,9 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
                     callers.push(contender.caller(HttpVersion::Http2).await?);
                 }
                 let caller = callers[open.len() / STREAMS_PER_CONNECTION].clone();
-                eprintln!("    {} open", open.len());
+                if open.len() % 1000 == 0 {
+                    eprintln!("    {} open", open.len());
+                }
                 let batch = futures_util::future::join_all(
                     (0..batch).map(|_| open_idle(caller.clone(), idle.clone())),
                 )
@@ -811,22 +826,30 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
                 let caller = caller.clone();
                 let idle = idle.clone();
                 tokio::spawn(async move {
+                    // Failed calls are counted, not fatal: a server may refuse a flood of
+                    // resets (Node's rapid-reset protection answers with a reset).
+                    let mut failed = 0usize;
                     for _ in 0..per_worker {
-                        drop(open_idle(caller.clone(), idle.clone()).await?);
+                        if let Ok(stream) = open_idle(caller.clone(), idle.clone()).await {
+                            drop(stream);
+                        } else {
+                            failed += 1;
+                        }
                     }
-                    Ok::<(), String>(())
+                    failed
                 })
             })
             .collect();
+        let mut failed = 0;
         for worker in workers {
-            worker.await.map_err(|e| e.to_string())??;
+            failed += worker.await.map_err(|e| e.to_string())?;
         }
         drop(caller);
         tokio::time::sleep(Duration::from_secs(if plan.quick { 1 } else { 3 })).await;
         let after = rss_kib(pid)?;
         let _ = writeln!(
             row,
-            " {:.1} | {:+.1} |",
+            " {:.1} | {:+.1} | {failed} |",
             after as f64 / 1024.0,
             (after as f64 - base as f64) / 1024.0
         );
