@@ -801,7 +801,7 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
                     callers.push(contender.caller(HttpVersion::Http2).await?);
                 }
                 let caller = callers[open.len() / STREAMS_PER_CONNECTION].clone();
-                if open.len() % 1000 == 0 {
+                if open.len().is_multiple_of(1000) {
                     eprintln!("    {} open", open.len());
                 }
                 let batch = futures_util::future::join_all(
