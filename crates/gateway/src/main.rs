@@ -4,6 +4,7 @@
 //! Rust user might embed lives in the `weir` library.
 
 mod admin;
+mod call;
 mod config;
 mod demo;
 mod gateway;
@@ -51,6 +52,8 @@ enum Command {
     /// It is the gateway with an in-process backend: gRPC-Web and native gRPC over HTTP/1.1
     /// and cleartext HTTP/2 on one port. Stop it with Ctrl-C or SIGTERM.
     Demo(DemoArgs),
+    /// Call a gRPC-Web method: JSON (or raw bytes) in and out.
+    Call(call::CallArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +195,7 @@ fn main() -> ExitCode {
             init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
             runtime.block_on(demo::run(args))
         }
+        Command::Call(args) => runtime.block_on(call::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

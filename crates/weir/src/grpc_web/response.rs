@@ -226,6 +226,13 @@ impl Body for ResponseBody {
             match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
+                        // Whole frames only (the usual case): forward the chunk as it is.
+                        if this.frames.is_at_boundary()
+                            && crate::call::whole_frames(&data, this.frames.max_message_size())
+                        {
+                            this.sent();
+                            return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(data)))));
+                        }
                         this.frames.push(data);
                         let mut spliced = Spliced::default();
                         loop {

@@ -1,0 +1,437 @@
+//! `weir call`: call a gRPC-Web method from the command line, JSON in and out.
+//!
+//! Messages are converted between JSON (the protobuf JSON mapping) and protobuf with
+//! `prost-reflect`, from a descriptor set (`--descriptor-set`, as `protoc
+//! --descriptor_set_out --include_imports` writes it) or `.proto` files compiled in-process
+//! (`--proto`, with protox). Without either, the built-in descriptors of the interop
+//! `grpc.testing` services are used, so `weir call` talks to `weir demo` out of the box.
+//! `--raw` skips schemas: messages are hex or base64 in and out. Server reflection is not
+//! used.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
+use weir_client::{CallOptions, Client, HttpVersion, Mode, Status, Streaming};
+
+const EXAMPLES: &str = "\
+Examples:
+  weir demo --listen 127.0.0.1:8080 &
+  weir call 127.0.0.1:8080 grpc.testing.TestService/UnaryCall -d '{\"responseSize\": 3}'
+  weir call http://127.0.0.1:8080 grpc.testing.TestService/StreamingOutputCall \\
+      -d '{\"responseParameters\": [{\"size\": 1}, {\"size\": 2}]}' -H x-user:ada --timeout 5s
+  printf '{\"payload\":{\"body\":\"AAAA\"}}\\n{}\\n' | \\
+      weir call 127.0.0.1:8080 grpc.testing.TestService/StreamingInputCall --http1
+  weir call 127.0.0.1:8080 grpc.testing.TestService/EmptyCall --raw -d ''   # one empty message
+  weir call https://api.example.com pkg.Svc/Get --proto api.proto -I protos -d '{}'
+
+Input: --data, or standard input; several JSON messages (one per line, or any whitespace
+between them) make a client stream. Over HTTP/2 a bidi call sends each line as it is read.
+Output: one JSON message per line on stdout; with -v the response headers and trailers on
+stderr. A status other than OK is printed on stderr and the exit status is 1.";
+
+/// Call a gRPC-Web method: JSON (or raw bytes) in, JSON (or raw bytes) out.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = EXAMPLES)]
+pub(crate) struct CallArgs {
+    /// Server: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (cleartext).
+    #[arg(value_name = "ADDR")]
+    addr: String,
+
+    /// Method to call: package.Service/Method.
+    #[arg(value_name = "SERVICE/METHOD")]
+    method: String,
+
+    /// Request message(s) as JSON (with --raw: hex or base64). Without it, read from stdin.
+    #[arg(long, short = 'd', value_name = "JSON")]
+    data: Option<String>,
+
+    /// Encoded FileDescriptorSet holding the method and its messages (repeatable).
+    #[arg(long = "descriptor-set", value_name = "FILE")]
+    descriptor_sets: Vec<PathBuf>,
+
+    /// .proto file defining the method, compiled in-process (repeatable).
+    #[arg(long = "proto", value_name = "FILE")]
+    protos: Vec<PathBuf>,
+
+    /// Import path for --proto (repeatable; default: the directory of each file).
+    #[arg(long = "import-path", short = 'I', value_name = "DIR")]
+    import_paths: Vec<PathBuf>,
+
+    /// No schema: messages are raw protobuf bytes, written in hex (default) or base64, one
+    /// per line, in and out.
+    #[arg(long, value_name = "ENCODING", num_args = 0..=1, default_missing_value = "hex")]
+    raw: Option<RawEncoding>,
+
+    /// Metadata to send, KEY:VALUE (repeatable). Keys ending in -bin take base64 values.
+    #[arg(short = 'H', long = "header", value_name = "KEY:VALUE")]
+    headers: Vec<String>,
+
+    /// Deadline of the call, e.g. 500ms or 10s (sent as grpc-timeout and enforced locally).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    timeout: Option<Duration>,
+
+    /// Use grpc-web-text (base64 bodies) instead of binary.
+    #[arg(long)]
+    text: bool,
+
+    /// Use HTTP/1.1 instead of HTTP/2 (client and bidi streams are then sent as one body).
+    #[arg(long)]
+    http1: bool,
+
+    /// Print response headers and trailers on stderr.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+/// How raw messages are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RawEncoding {
+    Hex,
+    Base64,
+}
+
+/// What the messages are.
+enum Schema {
+    Raw(RawEncoding),
+    Typed(MethodDescriptor),
+}
+
+/// Runs `weir call`.
+pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
+    let method_path = args.method.trim_start_matches('/').to_owned();
+    let schema = match args.raw {
+        Some(encoding) => Schema::Raw(encoding),
+        None => Schema::Typed(find_method(&load_pool(&args)?, &method_path)?),
+    };
+    let base = if args.addr.contains("://") {
+        args.addr.clone()
+    } else {
+        format!("http://{}", args.addr)
+    };
+    let client = Client::builder(base)
+        .http_version(if args.http1 {
+            HttpVersion::Http1
+        } else {
+            HttpVersion::Http2
+        })
+        .mode(if args.text { Mode::Text } else { Mode::Binary })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut options = CallOptions::new();
+    for header in &args.headers {
+        let (key, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("-H {header:?}: expected KEY:VALUE"))?;
+        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+        options = if key.ends_with("-bin") {
+            let bytes = decode_base64(value).map_err(|e| format!("-H {key}: {e}"))?;
+            options.binary_metadata(&key, &bytes)
+        } else {
+            options.metadata(&key, value)
+        };
+    }
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+
+    // Requests: from --data at once, or from stdin as they are read.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(16);
+    let single = match &schema {
+        Schema::Typed(method) => !method.is_client_streaming(),
+        Schema::Raw(_) => false,
+    };
+    let input_schema = match &schema {
+        Schema::Raw(e) => InputSchema::Raw(*e),
+        Schema::Typed(m) => InputSchema::Typed(m.input()),
+    };
+    match args.data {
+        Some(data) => {
+            let mut messages = parse_messages(&data, &input_schema);
+            if messages.is_empty() {
+                // `-d ''`: one empty message (the default message of any type).
+                messages.push(Ok(Bytes::new()));
+            }
+            tokio::spawn(async move {
+                for message in messages {
+                    if tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        None => {
+            std::thread::spawn(move || read_stdin(&input_schema, &tx));
+        }
+    }
+    let mut rx = tokio_stream_from(rx);
+    let output = match &schema {
+        Schema::Typed(m) => OutputSchema::Typed(m.output()),
+        Schema::Raw(e) => OutputSchema::Raw(*e),
+    };
+
+    let mut call = if single {
+        // One request: read it (an empty input is the default message), then call.
+        let message = match rx.next().await {
+            Some(message) => message?,
+            None => Bytes::new(),
+        };
+        if rx.next().await.is_some() {
+            return Err(format!(
+                "{method_path} takes one request message, but more were given"
+            ));
+        }
+        client
+            .server_streaming(&method_path, message, options)
+            .await
+            .map_err(|s| status_error(&s, args.verbose))?
+    } else {
+        let (errors_tx, mut errors_rx) = tokio::sync::oneshot::channel::<String>();
+        let mut errors_tx = Some(errors_tx);
+        let requests = rx.filter_map(move |item| {
+            let item = match item {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    if let Some(tx) = errors_tx.take() {
+                        let _ = tx.send(e);
+                    }
+                    None
+                }
+            };
+            std::future::ready(item)
+        });
+        let call = client.streaming(&method_path, requests, options).await;
+        if let Ok(e) = errors_rx.try_recv() {
+            return Err(e);
+        }
+        call.map_err(|s| status_error(&s, args.verbose))?
+    };
+    if args.verbose {
+        eprint_block("headers", call.headers());
+    }
+    print_responses(&mut call, &output, args.verbose).await
+}
+
+enum InputSchema {
+    Raw(RawEncoding),
+    Typed(MessageDescriptor),
+}
+
+enum OutputSchema {
+    Raw(RawEncoding),
+    Typed(MessageDescriptor),
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> futures_util::stream::BoxStream<'static, T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+async fn print_responses(
+    call: &mut Streaming,
+    output: &OutputSchema,
+    verbose: bool,
+) -> Result<(), String> {
+    let mut stdout = std::io::stdout();
+    loop {
+        match call.message().await {
+            Ok(Some(bytes)) => {
+                let line = match output {
+                    OutputSchema::Raw(RawEncoding::Hex) => hex(&bytes),
+                    OutputSchema::Raw(RawEncoding::Base64) => {
+                        base64::engine::general_purpose::STANDARD.encode(&bytes)
+                    }
+                    OutputSchema::Typed(desc) => {
+                        let message = DynamicMessage::decode(desc.clone(), bytes)
+                            .map_err(|e| format!("cannot decode a response message: {e}"))?;
+                        serde_json::to_string(&message).map_err(|e| e.to_string())?
+                    }
+                };
+                writeln!(stdout, "{line}")
+                    .and_then(|()| stdout.flush())
+                    .map_err(|e| format!("stdout: {e}"))?;
+            }
+            Ok(None) => {
+                if verbose {
+                    if let Some(trailers) = call.trailers() {
+                        eprint_block("trailers", trailers);
+                    }
+                    eprintln!("status: OK");
+                }
+                return Ok(());
+            }
+            Err(status) => return Err(status_error(&status, verbose)),
+        }
+    }
+}
+
+fn status_error(status: &Status, verbose: bool) -> String {
+    if verbose {
+        eprint_block("trailers", status.metadata());
+    }
+    format!("call failed: {status}")
+}
+
+fn eprint_block(what: &str, block: &http::HeaderMap) {
+    eprintln!("{what}:");
+    for (name, value) in block {
+        eprintln!("  {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+    }
+}
+
+/// Reads request messages from stdin as they come, until EOF.
+fn read_stdin(schema: &InputSchema, tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>) {
+    let stdin = std::io::stdin();
+    for line in stdin.lock().lines() {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(format!("stdin: {e}")));
+                return;
+            }
+        };
+        for message in parse_messages(&line, schema) {
+            if tx.blocking_send(message).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Every message in `text`: JSON values (or raw tokens) separated by whitespace.
+fn parse_messages(text: &str, schema: &InputSchema) -> Vec<Result<Bytes, String>> {
+    match schema {
+        InputSchema::Raw(encoding) => text
+            .split_whitespace()
+            .map(|token| {
+                match encoding {
+                    RawEncoding::Hex => unhex(token),
+                    RawEncoding::Base64 => decode_base64(token),
+                }
+                .map(Bytes::from)
+            })
+            .collect(),
+        InputSchema::Typed(desc) => serde_json::Deserializer::from_str(text)
+            .into_iter::<serde_json::Value>()
+            .map(|value| {
+                let value = value.map_err(|e| format!("request JSON: {e}"))?;
+                let message = DynamicMessage::deserialize(desc.clone(), value)
+                    .map_err(|e| format!("request JSON does not fit {}: {e}", desc.full_name()))?;
+                Ok(Bytes::from(message.encode_to_vec()))
+            })
+            .collect(),
+    }
+}
+
+fn load_pool(args: &CallArgs) -> Result<DescriptorPool, String> {
+    if args.descriptor_sets.is_empty() && args.protos.is_empty() {
+        return DescriptorPool::decode(weir_testservice::FILE_DESCRIPTOR_SET)
+            .map_err(|e| e.to_string());
+    }
+    let mut pool = DescriptorPool::new();
+    for path in &args.descriptor_sets {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        pool.decode_file_descriptor_set(bytes.as_slice())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if !args.protos.is_empty() {
+        let includes: Vec<PathBuf> = if args.import_paths.is_empty() {
+            let mut dirs: Vec<PathBuf> = args
+                .protos
+                .iter()
+                .map(|p| match p.parent() {
+                    Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                    _ => PathBuf::from("."),
+                })
+                .collect();
+            dirs.dedup();
+            dirs
+        } else {
+            args.import_paths.clone()
+        };
+        let mut compiler = protox::Compiler::new(&includes).map_err(|e| e.to_string())?;
+        compiler.include_imports(true);
+        for proto in &args.protos {
+            compiler.open_file(proto).map_err(|e| e.to_string())?;
+        }
+        let set = compiler.encode_file_descriptor_set();
+        pool.decode_file_descriptor_set(set.as_slice())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(pool)
+}
+
+fn find_method(pool: &DescriptorPool, path: &str) -> Result<MethodDescriptor, String> {
+    let (service, method) = path
+        .rsplit_once('/')
+        .ok_or_else(|| format!("{path:?}: expected package.Service/Method"))?;
+    let service = pool.get_service_by_name(service).ok_or_else(|| {
+        let known: Vec<String> = pool.services().map(|s| s.full_name().to_owned()).collect();
+        format!(
+            "service {service:?} is not in the descriptors (known: {}); give --descriptor-set or --proto, or --raw",
+            known.join(", ")
+        )
+    })?;
+    service
+        .methods()
+        .find(|m| m.name() == method)
+        .ok_or_else(|| format!("service {} has no method {method:?}", service.full_name()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err(format!("hex {text:?} has an odd number of digits"));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                .ok_or_else(|| format!("{text:?} is not hex"))
+        })
+        .collect()
+}
+
+fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
+    let trimmed = text.trim_end_matches('=');
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(trimmed)
+        .map_err(|e| format!("{text:?} is not base64: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex("00ab10").unwrap(), [0, 0xab, 0x10]);
+        assert!(unhex("abc").is_err());
+        assert!(unhex("zz").is_err());
+        assert!(unhex("é1").is_err());
+    }
+
+    #[test]
+    fn json_messages_of_the_builtin_schema() {
+        let pool = DescriptorPool::decode(weir_testservice::FILE_DESCRIPTOR_SET).unwrap();
+        let method = find_method(&pool, "grpc.testing.TestService/UnaryCall").unwrap();
+        let schema = InputSchema::Typed(method.input());
+        let messages = parse_messages("{\"responseSize\": 3}\n{}", &schema);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].as_ref().unwrap()[..], [0x10, 3]);
+        assert!(parse_messages("{\"nope\": 1}", &schema)[0].is_err());
+        assert!(find_method(&pool, "grpc.testing.TestService/Nope").is_err());
+        assert!(find_method(&pool, "x.Y/Z").is_err());
+    }
+}

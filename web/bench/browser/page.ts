@@ -1,0 +1,105 @@
+// The page of the browser benchmark: one long server stream decoded by each client library.
+// Bundled by esbuild; the harness calls window.bench.run(...) through playwright.
+
+import { GrpcWebClientBase, MethodDescriptor, MethodType } from "grpc-web";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { createClient, type Transport } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { createFetchTransport, createXhrTransport } from "@weir/client";
+import { TestService } from "../../interop/src/gen/grpc/testing/test_pb.js";
+import {
+  StreamingOutputCallRequestSchema,
+  StreamingOutputCallResponseSchema,
+  type StreamingOutputCallRequest,
+  type StreamingOutputCallResponse,
+} from "../../interop/src/gen/grpc/testing/messages_pb.js";
+
+export type Contender = "grpc-web-text" | "connect-web" | "weir-fetch" | "weir-xhr";
+
+export interface Result {
+  ok: boolean;
+  error?: string;
+  messages: number;
+  ms: number;
+  heapBefore: number;
+  heapPeak: number;
+  heapAfter: number;
+}
+
+declare global {
+  interface Window {
+    bench: { run(contender: Contender, baseUrl: string, count: number, size: number): Promise<Result> };
+  }
+  interface Performance {
+    memory?: { usedJSHeapSize: number };
+  }
+}
+
+const heap = () => performance.memory?.usedJSHeapSize ?? Number.NaN;
+
+function request(count: number, size: number): StreamingOutputCallRequest {
+  return create(StreamingOutputCallRequestSchema, {
+    responseParameters: Array.from({ length: count }, () => ({ size, intervalUs: 0 })),
+  });
+}
+
+class Unused {}
+const streamingOutput = new MethodDescriptor<StreamingOutputCallRequest, StreamingOutputCallResponse>(
+  "/grpc.testing.TestService/StreamingOutputCall",
+  MethodType.SERVER_STREAMING,
+  Unused as unknown as new () => StreamingOutputCallRequest,
+  Unused as unknown as new () => StreamingOutputCallResponse,
+  (req: StreamingOutputCallRequest) => toBinary(StreamingOutputCallRequestSchema, req),
+  (bytes: Uint8Array) => fromBinary(StreamingOutputCallResponseSchema, bytes),
+);
+
+async function viaGrpcWeb(baseUrl: string, req: StreamingOutputCallRequest, onMessage: () => void): Promise<void> {
+  const client = new GrpcWebClientBase({ format: "text" });
+  await new Promise<void>((resolve, reject) => {
+    const stream = client.serverStreaming(`${baseUrl}/grpc.testing.TestService/StreamingOutputCall`, req, {}, streamingOutput);
+    stream.on("data", onMessage);
+    stream.on("error", (e) => reject(new Error(`grpc-web: ${e.code} ${e.message}`)));
+    stream.on("end", () => resolve());
+  });
+}
+
+async function viaConnect(transport: Transport, req: StreamingOutputCallRequest, onMessage: () => void): Promise<void> {
+  const client = createClient(TestService, transport);
+  for await (const _ of client.streamingOutputCall(req)) onMessage();
+}
+
+function transportFor(contender: Contender, baseUrl: string): Transport {
+  switch (contender) {
+    case "connect-web":
+      return createGrpcWebTransport({ baseUrl, useBinaryFormat: true });
+    case "weir-fetch":
+      return createFetchTransport({ baseUrl, format: "binary" });
+    case "weir-xhr":
+      return createXhrTransport({ baseUrl, format: "binary" });
+    default:
+      throw new Error(`no transport for ${contender}`);
+  }
+}
+
+window.bench = {
+  async run(contender, baseUrl, count, size) {
+    const req = request(count, size);
+    let messages = 0;
+    const heapBefore = heap();
+    let heapPeak = heapBefore;
+    const onMessage = () => {
+      messages += 1;
+      if (messages % 1000 === 0) heapPeak = Math.max(heapPeak, heap());
+    };
+    const start = performance.now();
+    try {
+      if (contender === "grpc-web-text") await viaGrpcWeb(baseUrl, req, onMessage);
+      else await viaConnect(transportFor(contender, baseUrl), req, onMessage);
+    } catch (e) {
+      return { ok: false, error: String(e), messages, ms: performance.now() - start, heapBefore, heapPeak, heapAfter: heap() };
+    }
+    const ms = performance.now() - start;
+    heapPeak = Math.max(heapPeak, heap());
+    return { ok: messages === count, messages, ms, heapBefore, heapPeak, heapAfter: heap() };
+  },
+};
