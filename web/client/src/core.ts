@@ -3,21 +3,17 @@
 // I/O half (fetch, XHR) is a `Wire`: it sends one request and hands back the
 // status, the headers and the body chunk by chunk.
 
-import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  type ContextValues,
-  createContextValues,
   type Interceptor,
-  type StreamResponse,
   type Transport,
-  type UnaryResponse,
 } from "@connectrpc/connect";
-import { createMethodUrl, encodeEnvelope, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { parseTimeout, requestHeader, trailerParse, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc-web";
 import { Base64Decoder, encodeBase64 } from "./base64.js";
 import { FLAG_DATA, FLAG_TRAILER, FrameParser } from "./frames.js";
+import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 
 export type Format = "binary" | "text";
 
@@ -135,11 +131,6 @@ class Watchdog {
   }
 }
 
-interface CallParts<O extends DescMessage> {
-  header: Headers;
-  trailer: Headers;
-  message: AsyncIterable<MessageShape<O>>;
-}
 
 export function createWireTransport(options: TransportOptions, wire: Wire): Transport {
   const format = options.format ?? "binary";
@@ -158,11 +149,7 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
   }
 
   function envelope<I extends DescMessage>(desc: I, msg: MessageShape<I>): Uint8Array {
-    const bytes = toBinary(desc, msg);
-    if (bytes.length > writeMaxBytes) {
-      throw new ConnectError(`message size ${bytes.length} is larger than configured writeMaxBytes ${writeMaxBytes}`, Code.ResourceExhausted);
-    }
-    return encodeEnvelope(FLAG_DATA, bytes);
+    return envelopeMessage(desc, msg, writeMaxBytes);
   }
 
   function encodeBody(chunks: Uint8Array[]): Uint8Array | string {
@@ -395,75 +382,11 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
     return { header, trailer, message: messages() };
   }
 
-  return {
-    async unary<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodUnary<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeadersInit | undefined,
-      input: Parameters<Transport["unary"]>[4],
-      contextValues?: ContextValues,
-    ): Promise<UnaryResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      return runUnaryCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: t,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(options.baseUrl, method),
-          header: headersFor(t, header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input as never,
-        },
-        next: async (req) => {
-          const parts = await call(method, req.url, req.header, req.signal, (async function* () {
-            yield req.message;
-          })());
-          let message: MessageShape<O> | undefined;
-          let count = 0;
-          for await (const m of parts.message) {
-            message = m;
-            count++;
-          }
-          if (message === undefined) throw new ConnectError("protocol error: missing response message", Code.Unimplemented);
-          if (count > 1) throw new ConnectError("protocol error: received extra messages for unary method", Code.Unimplemented);
-          return { stream: false, service: method.parent, method, header: parts.header, trailer: parts.trailer, message };
-        },
-      });
-    },
-
-    async stream<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodStreaming<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeadersInit | undefined,
-      input: Parameters<Transport["stream"]>[4],
-      contextValues?: ContextValues,
-    ): Promise<StreamResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      return runStreamingCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: t,
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(options.baseUrl, method),
-          header: headersFor(t, header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input as never,
-        },
-        next: async (req) => {
-          const parts = await call(method, req.url, req.header, req.signal, req.message);
-          return { stream: true, service: method.parent, method, header: parts.header, trailer: parts.trailer, message: parts.message };
-        },
-      });
-    },
-  } as Transport;
+  return createShell({
+    baseUrl: options.baseUrl,
+    interceptors: options.interceptors,
+    defaultTimeoutMs: options.defaultTimeoutMs,
+    headersFor,
+    call,
+  });
 }

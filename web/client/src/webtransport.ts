@@ -4,21 +4,17 @@
 // bidirectional stream per call. Both directions run independently, so bidi
 // calls are full duplex.
 
-import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  type ContextValues,
-  createContextValues,
   type Interceptor,
-  type StreamResponse,
   type Transport,
-  type UnaryResponse,
 } from "@connectrpc/connect";
-import { createMethodUrl, encodeEnvelope, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { DEFAULT_READ_MAX_BYTES, formatInterval } from "./core.js";
 import { FLAG_DATA, type Frame, FrameParser } from "./frames.js";
+import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 import {
   DISCOVERY_PATH,
   type Discovery,
@@ -203,11 +199,6 @@ function hashKey(hashes: WebTransportHash[] | undefined): string {
 
 // ---- the transport ------------------------------------------------------------
 
-interface CallParts<O extends DescMessage> {
-  header: Headers;
-  trailer: Headers;
-  message: AsyncIterable<MessageShape<O>>;
-}
 
 /** A Connect-ES Transport speaking gRPC over WebTransport (full duplex). */
 export function createWebTransportTransport(options: WebTransportTransportOptions): WebTransportTransport {
@@ -371,11 +362,7 @@ export function createWebTransportTransport(options: WebTransportTransportOption
   }
 
   function envelope<I extends DescMessage>(desc: I, msg: MessageShape<I>): Uint8Array {
-    const bytes = toBinary(desc, msg);
-    if (bytes.length > writeMaxBytes) {
-      throw new ConnectError(`message size ${bytes.length} is larger than configured writeMaxBytes ${writeMaxBytes}`, Code.ResourceExhausted);
-    }
-    return encodeEnvelope(FLAG_DATA, bytes);
+    return envelopeMessage(desc, msg, writeMaxBytes);
   }
 
   async function call<I extends DescMessage, O extends DescMessage>(
@@ -585,76 +572,16 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     return { header, trailer, message: messages() };
   }
 
+  const shell = createShell({
+    baseUrl: methodBase,
+    interceptors: options.interceptors,
+    defaultTimeoutMs: options.defaultTimeoutMs,
+    headersFor,
+    call: (method, _url, reqHeader, signal, input) => call(method, reqHeader, signal, input),
+  });
   const transport: WebTransportTransport = {
-    async unary<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodUnary<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeadersInit | undefined,
-      input: MessageShape<I>,
-      contextValues?: ContextValues,
-    ): Promise<UnaryResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      return runUnaryCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: t,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(methodBase, method),
-          header: headersFor(t, header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
-        next: async (req) => {
-          const parts = await call(method, req.header, req.signal, (async function* () {
-            yield req.message;
-          })());
-          let message: MessageShape<O> | undefined;
-          let count = 0;
-          for await (const m of parts.message) {
-            message = m;
-            count++;
-          }
-          if (message === undefined) throw new ConnectError("protocol error: missing response message", Code.Unimplemented);
-          if (count > 1) throw new ConnectError("protocol error: received extra messages for unary method", Code.Unimplemented);
-          return { stream: false, service: method.parent, method, header: parts.header, trailer: parts.trailer, message };
-        },
-      });
-    },
-
-    async stream<I extends DescMessage, O extends DescMessage>(
-      method: DescMethodStreaming<I, O>,
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: HeadersInit | undefined,
-      input: AsyncIterable<MessageShape<I>>,
-      contextValues?: ContextValues,
-    ): Promise<StreamResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      return runStreamingCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: t,
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(methodBase, method),
-          header: headersFor(t, header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
-        next: async (req) => {
-          const parts = await call(method, req.header, req.signal, req.message);
-          return { stream: true, service: method.parent, method, header: parts.header, trailer: parts.trailer, message: parts.message };
-        },
-      });
-    },
+    unary: shell.unary.bind(shell),
+    stream: shell.stream.bind(shell),
 
     async connect(signal?: AbortSignal): Promise<void> {
       await session(signal ?? new AbortController().signal);
