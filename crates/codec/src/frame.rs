@@ -257,6 +257,52 @@ impl FrameDecoder {
         Ok(Some(Frame::from_wire(self.take(HEADER_LEN + len))))
     }
 
+    /// Returns the next run of complete frames as their wire bytes, `Ok(None)` if more bytes
+    /// are needed: for forwarding frames without looking at each one.
+    ///
+    /// A run is either every complete frame at the start of the oldest buffered chunk, handed
+    /// out as one slice of that chunk without copying, or, when the next frame spans chunks,
+    /// that one frame gathered into a new buffer. Calling this until it returns `Ok(None)`
+    /// yields the same bytes, in order, as [`decode`](Self::decode) would frame by frame, and
+    /// checks every frame against the limit the same way.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use weir_codec::frame::{FrameDecoder, encode_message};
+    ///
+    /// let mut wire = encode_message(b"one").to_vec();
+    /// wire.extend_from_slice(&encode_message(b"two"));
+    /// let wire = Bytes::from(wire);
+    /// let mut decoder = FrameDecoder::new(1024);
+    /// decoder.push(wire.slice(..12)); // "one" and the first four bytes of "two"
+    /// assert_eq!(decoder.decode_run().unwrap(), Some(wire.slice(..8)));
+    /// assert_eq!(decoder.decode_run().unwrap(), None);
+    /// decoder.push(wire.slice(12..));
+    /// assert_eq!(decoder.decode_run().unwrap(), Some(wire.slice(8..)));
+    /// ```
+    ///
+    /// # Errors
+    /// When the next frame announces a payload beyond the limit.
+    pub fn decode_run(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.header.is_none()
+            && let Some(front) = self.chunks.front()
+        {
+            let mut end = 0;
+            while let Some(head) = front.get(end..end + HEADER_LEN) {
+                let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                if len > self.max_message_size || front.len() - end - HEADER_LEN < len {
+                    // decode() below reports the oversize frame once the run before it is out.
+                    break;
+                }
+                end += HEADER_LEN + len;
+            }
+            if end > 0 {
+                return Ok(Some(self.take(end)));
+            }
+        }
+        Ok(self.decode()?.map(Frame::into_wire))
+    }
+
     /// The flags and payload length of the next frame, as soon as its 5-byte header has
     /// arrived (before its payload): lets a receiver refuse a frame it does not want without
     /// buffering it. Does not check the length against the limit.
@@ -435,6 +481,33 @@ mod tests {
         assert_eq!(frame.encode().as_ptr(), wire.as_ptr());
     }
 
+    #[test]
+    fn run_stops_before_an_oversize_frame() {
+        let mut wire = encode_message(b"ok").to_vec();
+        wire.extend_from_slice(&encode_message(b"too long"));
+        let mut decoder = FrameDecoder::new(4);
+        decoder.push(Bytes::from(wire));
+        assert_eq!(decoder.decode_run().unwrap(), Some(encode_message(b"ok")));
+        assert_eq!(
+            decoder.decode_run(),
+            Err(FrameError::TooLarge { len: 8, limit: 4 })
+        );
+    }
+
+    #[test]
+    fn run_within_one_chunk_is_not_copied() {
+        let mut wire = encode_message(b"a").to_vec();
+        wire.extend_from_slice(&encode_message(b""));
+        wire.extend_from_slice(&encode_message(b"bc")[..3]);
+        let wire = Bytes::from(wire);
+        let mut decoder = FrameDecoder::new(100);
+        decoder.push(wire.clone());
+        let run = decoder.decode_run().unwrap().unwrap();
+        assert_eq!(run.len(), 11);
+        assert_eq!(run.as_ptr(), wire.as_ptr());
+        assert_eq!(decoder.buffered(), 3);
+    }
+
     proptest! {
         #[test]
         fn any_split_gives_the_same_frames(
@@ -456,6 +529,32 @@ mod tests {
                 prop_assert_eq!(frame.flags(), *flags);
                 prop_assert_eq!(&frame.payload()[..], &payload[..]);
             }
+        }
+
+        #[test]
+        fn runs_give_the_same_bytes_as_frames(
+            sizes in proptest::collection::vec(0usize..40, 0..10),
+            cuts in proptest::collection::vec(any::<usize>(), 0..20),
+        ) {
+            let mut wire = Vec::new();
+            for (i, size) in sizes.iter().enumerate() {
+                wire.extend_from_slice(&encode_message(&vec![i as u8; *size]));
+            }
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+            points.push(0);
+            points.push(wire.len());
+            points.sort_unstable();
+            let mut decoder = FrameDecoder::new(64);
+            let mut out = Vec::new();
+            for w in points.windows(2) {
+                decoder.push(Bytes::copy_from_slice(&wire[w[0]..w[1]]));
+                while let Some(run) = decoder.decode_run().unwrap() {
+                    prop_assert!(!run.is_empty());
+                    out.extend_from_slice(&run);
+                }
+            }
+            prop_assert!(decoder.finish().is_ok());
+            prop_assert_eq!(out, wire);
         }
     }
 }

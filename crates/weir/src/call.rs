@@ -54,32 +54,6 @@ impl Spliced {
     }
 }
 
-/// Whether `chunk` is a non-empty sequence of complete frames, each within `max_message_size`.
-///
-/// Services flush whole messages, so this is the common case; such a chunk can be forwarded
-/// as it is, without decoding it frame by frame and copying the frames into a new buffer.
-pub(crate) fn whole_frames(chunk: &[u8], max_message_size: usize) -> bool {
-    use weir_codec::frame::HEADER_LEN;
-    let mut rest = chunk;
-    if rest.is_empty() {
-        return false;
-    }
-    while !rest.is_empty() {
-        let Some(header) = rest.get(..HEADER_LEN) else {
-            return false;
-        };
-        let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-        if len > max_message_size {
-            return false;
-        }
-        match rest.get(HEADER_LEN + len..) {
-            Some(after) => rest = after,
-            None => return false,
-        }
-    }
-    true
-}
-
 /// Where a request body goes when the service drops it unread, so that the front door can
 /// still drain it (see [`linger`]).
 #[derive(Debug, Clone, Default)]
@@ -154,25 +128,5 @@ pub(crate) fn request_body_error(status: Status) -> crate::body::BoxError {
         Box::new(Abandoned { status })
     } else {
         Box::new(status)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::whole_frames;
-    use weir_codec::frame::encode_message;
-
-    #[test]
-    fn whole_frames_only() {
-        let mut two = encode_message(b"abc").to_vec();
-        two.extend_from_slice(&encode_message(b""));
-        assert!(whole_frames(&two, 10));
-        assert!(!whole_frames(&two, 2), "over the limit");
-        assert!(
-            !whole_frames(&two[..two.len() - 1], 10),
-            "a partial header at the end"
-        );
-        assert!(!whole_frames(&two[..6], 10), "a partial payload");
-        assert!(!whole_frames(&[], 10));
     }
 }

@@ -879,3 +879,43 @@ async fn abandoned_upload_resets_the_upstream_stream() {
         }
     }
 }
+
+/// Upstream DATA frames need not align with gRPC frames: a frame split inside its header or
+/// its payload, several frames and parts of others in one chunk, an empty message. The
+/// client still gets every message, whole and in order, in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_chunks_that_split_frames() {
+    let payloads: Vec<Vec<u8>> = vec![
+        vec![1; 10],
+        Vec::new(),
+        vec![2; 300],
+        vec![3; 3],
+        vec![4; 70_000],
+        vec![5; 1],
+    ];
+    let mut wire = Vec::new();
+    for payload in &payloads {
+        wire.extend_from_slice(&weir_codec::frame::encode_message(payload));
+    }
+    let wire = Bytes::from(wire);
+    // Cut points: inside the first header, just after it, inside a payload, on a boundary,
+    // across several frames, inside the big frame, and the rest.
+    let cuts = [2, 5, 12, 15, 20, 331, 400, 40_000, 70_300, wire.len()];
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    for end in cuts {
+        chunks.push(wire.slice(start..end));
+        start = end;
+    }
+    let upstream = Scripted::start(Script::Chunks(chunks)).await;
+    let gateway = Gateway::start(to_upstream(upstream.port())).await;
+    for (proto, mode) in VARIANTS {
+        let mut client = gateway.client(proto).await;
+        let reply = client
+            .call_raw(FULL_DUPLEX_CALL, mode, mode.frame(b""))
+            .await;
+        reply.assert_code(0);
+        let got: Vec<Vec<u8>> = reply.messages.iter().map(|m| m.to_vec()).collect();
+        assert_eq!(got, payloads, "{proto:?} {mode:?}");
+    }
+}

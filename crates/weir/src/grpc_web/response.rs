@@ -15,7 +15,7 @@ use weir_codec::content_type::ContentType;
 use weir_codec::frame::FrameDecoder;
 use weir_codec::{text, timeout, trailers};
 
-use super::{CallFailure, Spliced};
+use super::CallFailure;
 use crate::Status;
 use crate::body::{self, BoxBody, BoxError};
 
@@ -197,9 +197,9 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         loop {
-            let Some(inner) = this.inner.as_mut() else {
+            if this.inner.is_none() {
                 return Poll::Ready(None);
-            };
+            }
             if let Some(deadline) = this.deadline.as_mut()
                 && deadline.as_mut().poll(cx).is_ready()
             {
@@ -208,6 +208,23 @@ impl Body for ResponseBody {
                 let out = this.fail(None, &status);
                 return Poll::Ready(Some(Ok(Frame::data(out))));
             }
+            // Whole frames out first, as they are: a run of complete frames within one chunk
+            // is forwarded without copying; only a frame that spans chunks is gathered.
+            match this.frames.decode_run() {
+                Ok(Some(run)) => {
+                    this.sent();
+                    return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(run)))));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let status = Status::from_response_frame_error(&e);
+                    let out = this.fail(None, &status);
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+            }
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
             let frame = match Pin::new(inner).poll_frame(cx) {
                 Poll::Pending => {
                     // Idle: a heartbeat, if asked for and due. Frames go out whole, so this is
@@ -225,32 +242,7 @@ impl Body for ResponseBody {
             };
             match frame {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => {
-                        // Whole frames only (the usual case): forward the chunk as it is.
-                        if this.frames.is_at_boundary()
-                            && crate::call::whole_frames(&data, this.frames.max_message_size())
-                        {
-                            this.sent();
-                            return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(data)))));
-                        }
-                        this.frames.push(data);
-                        let mut spliced = Spliced::default();
-                        loop {
-                            match this.frames.decode() {
-                                Ok(Some(frame)) => spliced.push(frame.into_wire()),
-                                Ok(None) => break,
-                                Err(e) => {
-                                    let status = Status::from_response_frame_error(&e);
-                                    let out = this.fail(spliced.into_bytes(), &status);
-                                    return Poll::Ready(Some(Ok(Frame::data(out))));
-                                }
-                            }
-                        }
-                        if let Some(wire) = spliced.into_bytes() {
-                            this.sent();
-                            return Poll::Ready(Some(Ok(Frame::data(this.encoding.encode(wire)))));
-                        }
-                    }
+                    Ok(data) => this.frames.push(data),
                     Err(frame) => {
                         if let Ok(trailers) = frame.into_trailers() {
                             let status = match this.frames.finish() {

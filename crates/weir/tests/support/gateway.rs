@@ -252,6 +252,9 @@ pub enum Script {
     OneMessageThenHang,
     /// No answer at all, until the stream is reset.
     Silent,
+    /// HTTP 200 `application/grpc` whose body is these DATA chunks (cut anywhere, also
+    /// inside frames), then trailers with `grpc-status: 0`.
+    Chunks(Vec<Bytes>),
 }
 
 /// Counts, when dropped, a request whose handling (pending answer or open response body)
@@ -403,6 +406,20 @@ fn answer(
             let frames = ReceiverStream::new(rx).map(move |data| {
                 let _ = &guard;
                 Ok::<_, Infallible>(hyper::body::Frame::data(data))
+            });
+            grpc(BoxBody::new(StreamBody::new(frames)))
+        }
+        Script::Chunks(chunks) => {
+            let mut frames: Vec<Result<hyper::body::Frame<Bytes>, Infallible>> = chunks
+                .iter()
+                .map(|chunk| Ok(hyper::body::Frame::data(chunk.clone())))
+                .collect();
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+            frames.push(Ok(hyper::body::Frame::trailers(trailers)));
+            let frames = tokio_stream::iter(frames).map(move |frame| {
+                let _ = &guard;
+                frame
             });
             grpc(BoxBody::new(StreamBody::new(frames)))
         }
