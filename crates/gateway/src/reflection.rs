@@ -15,6 +15,7 @@
 //! server does not send are taken from prost-reflect's own copies.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -30,6 +31,10 @@ const SERVICES: [&str; 2] = [
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",
 ];
+
+/// How long one reflection call may take when the user gave no `--timeout`, so a server that
+/// never answers cannot hang `weir call`.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How much a reflection server may send before the client gives up.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +131,7 @@ pub(crate) async fn fetch(
     let first = vec![MessageRequest::FileContainingSymbol(service.to_owned())];
     let mut unimplemented = Vec::new();
     for reflection in SERVICES {
-        match round(client, options, reflection, &first).await {
+        match round(client, options, reflection, &first, limits.max_bytes).await {
             Ok(answers) => {
                 let mut files = Files::new(reflection, limits);
                 match files.take(answers, true)? {
@@ -159,12 +164,35 @@ pub(crate) async fn fetch(
     )))
 }
 
-/// One reflection call: every request sent, the stream closed, every answer read.
+/// One reflection call: every request sent, the stream closed, every answer read. The
+/// answers may hold at most `budget` bytes, and may take at most [`ROUND_TIMEOUT`] (less when
+/// the options have a shorter deadline).
 async fn round(
     client: &Client,
     options: &CallOptions,
     reflection: &str,
     requests: &[MessageRequest],
+    budget: usize,
+) -> Result<Vec<ServerReflectionResponse>, Status> {
+    tokio::time::timeout(
+        ROUND_TIMEOUT,
+        round_unbounded(client, options, reflection, requests, budget),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Status::new(
+            Code::DeadlineExceeded,
+            format!("no complete answer within {}s", ROUND_TIMEOUT.as_secs()),
+        ))
+    })
+}
+
+async fn round_unbounded(
+    client: &Client,
+    options: &CallOptions,
+    reflection: &str,
+    requests: &[MessageRequest],
+    budget: usize,
 ) -> Result<Vec<ServerReflectionResponse>, Status> {
     let messages: Vec<Bytes> = requests
         .iter()
@@ -183,7 +211,15 @@ async fn round(
         .streaming(&path, futures_util::stream::iter(messages), options.clone())
         .await?;
     let mut answers = Vec::new();
+    let mut received = 0usize;
     while let Some(bytes) = call.message().await? {
+        received = received.saturating_add(bytes.len());
+        if received > budget {
+            return Err(Status::new(
+                Code::ResourceExhausted,
+                format!("the answers exceed the {budget} bytes of descriptors still allowed"),
+            ));
+        }
         let answer = ServerReflectionResponse::decode(bytes).map_err(|e| {
             Status::new(
                 Code::Internal,
@@ -350,7 +386,8 @@ impl Files {
                 .map(|name| MessageRequest::FileByFilename(name.clone()))
                 .collect();
             self.requested.extend(missing);
-            let answers = round(client, options, self.reflection, &requests)
+            let budget = self.limits.max_bytes.saturating_sub(self.bytes);
+            let answers = round(client, options, self.reflection, &requests, budget)
                 .await
                 .map_err(|status| self.error(format_args!("asking for imports: {status}")))?;
             self.take(answers, false)?;
