@@ -38,7 +38,7 @@ Examples:
   weir call 127.0.0.1:8080 grpc.testing.TestService/EmptyCall --raw -d ''   # one empty message
   weir call https://api.example.com pkg.Svc/Get --proto api.proto -I protos -d '{}'
   weir call 127.0.0.1:8080 grpc.reflection.v1.ServerReflection/ServerReflectionInfo \\
-      -d '{\"listServices\": \"\"}'                 # the services a server reflects
+      -d '{\"listServices\": \"\"}'     # the demo lists its services
 
 Schema: --descriptor-set or --proto when given; else server reflection when the server
 offers it; else the built-in grpc.testing schema. -v tells which was used.
