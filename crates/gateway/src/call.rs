@@ -1,12 +1,20 @@
 //! `weir call`: call a gRPC-Web method from the command line, JSON in and out.
 //!
 //! Messages are converted between JSON (the protobuf JSON mapping) and protobuf with
-//! `prost-reflect`, from a descriptor set (`--descriptor-set`, as `protoc
-//! --descriptor_set_out --include_imports` writes it) or `.proto` files compiled in-process
-//! (`--proto`, with protox). Without either, the built-in descriptors of the interop
-//! `grpc.testing` services are used, so `weir call` talks to `weir demo` out of the box.
-//! `--raw` skips schemas: messages are hex or base64 in and out. Server reflection is not
-//! used.
+//! `prost-reflect`, from the first schema that is there:
+//!
+//! 1. a descriptor set (`--descriptor-set`, as `protoc --descriptor_set_out
+//!    --include_imports` writes it) or `.proto` files compiled in-process (`--proto`, with
+//!    protox);
+//! 2. server reflection (`grpc.reflection.v1`, or `v1alpha`), when the server offers it and
+//!    knows the service: the server's own truth, so it wins over the built-in schema even
+//!    for `grpc.testing` (see the `reflection` module; `--no-reflection` skips it);
+//! 3. the built-in descriptors of the interop `grpc.testing` services, so `weir call` talks
+//!    to any interop server out of the box. For other services, without reflection, the
+//!    user is told to pass a schema or `--raw`.
+//!
+//! `--raw` skips schemas: messages are hex or base64 in and out. With `-v` the schema's
+//! origin is printed on stderr.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
@@ -29,6 +37,11 @@ Examples:
       weir call 127.0.0.1:8080 grpc.testing.TestService/StreamingInputCall --http1
   weir call 127.0.0.1:8080 grpc.testing.TestService/EmptyCall --raw -d ''   # one empty message
   weir call https://api.example.com pkg.Svc/Get --proto api.proto -I protos -d '{}'
+  weir call 127.0.0.1:8080 grpc.reflection.v1.ServerReflection/ServerReflectionInfo \\
+      -d '{\"listServices\": \"\"}'     # the demo lists its services
+
+Schema: --descriptor-set or --proto when given; else server reflection when the server
+offers it; else the built-in grpc.testing schema. -v tells which was used.
 
 Input: --data, or standard input; several JSON messages (one per line, or any whitespace
 between them) make a client stream. Over HTTP/2 a bidi call sends each line as it is read.
@@ -62,6 +75,11 @@ pub(crate) struct CallArgs {
     /// Import path for --proto (repeatable; default: the directory of each file).
     #[arg(long = "import-path", short = 'I', value_name = "DIR")]
     import_paths: Vec<PathBuf>,
+
+    /// Don't ask the server for the schema (server reflection): without --descriptor-set or
+    /// --proto, only the built-in grpc.testing schema is known.
+    #[arg(long)]
+    no_reflection: bool,
 
     /// No schema: messages are raw protobuf bytes, written in hex (default) or base64, one
     /// per line, in and out.
@@ -105,10 +123,6 @@ enum Schema {
 /// Runs `weir call`.
 pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
     let method_path = args.method.trim_start_matches('/').to_owned();
-    let schema = match args.raw {
-        Some(encoding) => Schema::Raw(encoding),
-        None => Schema::Typed(find_method(&load_pool(&args)?, &method_path)?),
-    };
     let base = if args.addr.contains("://") {
         args.addr.clone()
     } else {
@@ -139,6 +153,13 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
     if let Some(timeout) = args.timeout {
         options = options.timeout(timeout);
     }
+    let schema = match args.raw {
+        Some(encoding) => Schema::Raw(encoding),
+        None => Schema::Typed(find_method(
+            &load_pool(&args, &client, &options, &method_path).await?,
+            &method_path,
+        )?),
+    };
 
     // Requests: from --data at once, or from stdin as they are read.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(16);
@@ -329,10 +350,21 @@ fn parse_messages(text: &str, schema: &InputSchema) -> Vec<Result<Bytes, String>
     }
 }
 
-fn load_pool(args: &CallArgs) -> Result<DescriptorPool, String> {
+async fn load_pool(
+    args: &CallArgs,
+    client: &Client,
+    options: &CallOptions,
+    method_path: &str,
+) -> Result<DescriptorPool, String> {
     if args.descriptor_sets.is_empty() && args.protos.is_empty() {
-        return DescriptorPool::decode(weir_testservice::FILE_DESCRIPTOR_SET)
-            .map_err(|e| e.to_string());
+        return crate::reflection::schema(
+            client,
+            options,
+            method_path,
+            !args.no_reflection,
+            args.verbose,
+        )
+        .await;
     }
     let mut pool = DescriptorPool::new();
     for path in &args.descriptor_sets {

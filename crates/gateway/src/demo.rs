@@ -2,6 +2,8 @@
 //!
 //! The TestService runs in this process on a private loopback port, and the gateway proxies
 //! to it exactly as it would to any upstream: the demo exercises the production code path.
+//! Beside the TestService it offers server reflection (`grpc.reflection.v1` and `v1alpha`,
+//! tonic-reflection), so `weir call` and other tools learn its schema from it.
 
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +22,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start the in-process TestService: {e}"))?;
     let backend_addr = backend.local_addr().map_err(|e| e.to_string())?;
+    let service = backend_service()?;
     let stop_backend = CancellationToken::new();
     let backend_task = tokio::spawn({
         let stop = stop_backend.clone().cancelled_owned();
         async move {
             weir::server::Server::new()
-                .serve(backend, weir_testservice::service(), stop)
+                .serve(backend, service, stop)
                 .await;
         }
     });
@@ -54,4 +57,24 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
     stop_backend.cancel();
     let _ = backend_task.await;
     result
+}
+
+/// The TestService routes with server reflection of their descriptors, behind the interop
+/// metadata echo.
+fn backend_service() -> Result<weir_testservice::TestServer, String> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(weir_testservice::FILE_DESCRIPTOR_SET)
+    };
+    let v1 = reflection()
+        .build_v1()
+        .map_err(|e| format!("server reflection: {e}"))?;
+    let v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| format!("server reflection: {e}"))?;
+    let routes = weir_testservice::routes()
+        .add_service(v1)
+        .add_service(v1alpha)
+        .prepare();
+    Ok(weir_testservice::EchoMetadata::new(routes))
 }

@@ -8,6 +8,7 @@ mod call;
 mod config;
 mod demo;
 mod gateway;
+mod reflection;
 mod site;
 
 use std::net::SocketAddr;

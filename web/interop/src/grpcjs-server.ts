@@ -13,14 +13,27 @@
 // upstream-events.ts), every call whose handler sees the client go away, the
 // raw HTTP/2 request headers of calls marked `x-weir-test-dump-headers: 1`, and
 // each request message of client streams that carry an `x-weir-test-id`.
+//
+// It offers server reflection (grpc.reflection.v1 and v1alpha, @grpc/reflection)
+// of the grpc.testing files, so `weir call` can learn the schema from it.
 
 import http2 from "node:http2";
 import { realpathSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
-import { create, type DescMessage, type DescService, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import { TestService, UnimplementedService } from "./gen/grpc/testing/test_pb.js";
+import { ReflectionService } from "@grpc/reflection";
+import {
+  create,
+  type DescFile,
+  type DescMessage,
+  type DescService,
+  fromBinary,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { file_grpc_testing_test, TestService, UnimplementedService } from "./gen/grpc/testing/test_pb.js";
 import {
   type EchoStatus,
   PayloadSchema,
@@ -327,6 +340,26 @@ const testServiceImpl: grpc.UntypedServiceImplementation = {
   }),
 };
 
+// ---- server reflection ---------------------------------------------------
+
+/** `file` and everything it imports, encoded, imports first. */
+function encodedFiles(file: DescFile, out = new Map<string, Buffer>()): Map<string, Buffer> {
+  for (const dep of file.dependencies) encodedFiles(dep, out);
+  if (!out.has(file.proto.name)) out.set(file.proto.name, Buffer.from(toBinary(FileDescriptorProtoSchema, file.proto)));
+  return out;
+}
+
+/**
+ * @grpc/reflection reads the descriptors from a @grpc/proto-loader package
+ * definition: from every entry's `fileDescriptorProtos`. One entry carrying
+ * the generated files' descriptors is all it needs.
+ */
+function reflectionService(): ReflectionService {
+  type PackageDefinition = ConstructorParameters<typeof ReflectionService>[0];
+  const fileDescriptorProtos = [...encodedFiles(file_grpc_testing_test).values()];
+  return new ReflectionService({ "grpc.testing": { fileDescriptorProtos } } as unknown as PackageDefinition);
+}
+
 export function createGrpcJsServer(): grpc.Server {
   const server = new grpc.Server();
   server.addService(serviceDefinition(TestService), testServiceImpl);
@@ -335,6 +368,7 @@ export function createGrpcJsServer(): grpc.Server {
       throw new StatusError(grpc.status.UNIMPLEMENTED, "grpc.testing.UnimplementedService is not implemented");
     }),
   });
+  reflectionService().addToServer(server);
   return server;
 }
 
