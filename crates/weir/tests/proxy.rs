@@ -844,6 +844,43 @@ async fn balances_over_the_clusters_addresses() {
     );
 }
 
+/// One of the cluster's addresses refuses connections: every call still succeeds, on the
+/// other address (nothing was sent to the dead one, so moving on is safe), and the dead
+/// address is only retried after a back-off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_move_on_from_an_address_that_refuses_connections() {
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let live = Upstream::start_with_id("live").await;
+    let gateway = Gateway::start(
+        Proxy::builder()
+            .cluster(
+                ClusterConfig::new("up")
+                    .address("127.0.0.1", dead)
+                    .address("127.0.0.1", live.port()),
+            )
+            .route("grpc.testing.TestService", "up"),
+    )
+    .await;
+    let mut client = gateway.client(Proto::H2).await;
+    for _ in 0..20 {
+        client
+            .unary(UNARY_CALL, Mode::Binary, &SimpleRequest::default())
+            .await
+            .assert_ok();
+    }
+    assert_eq!(live.observer.counts().completed, 20);
+    assert!(
+        !gateway
+            .metrics
+            .encode()
+            .contains("weir_upstream_errors_total{"),
+        "no call failed"
+    );
+}
+
 /// A client that gives up in the middle of its upload (request body still open) — before the
 /// upstream answered, and after it sent its headers and a message: the gateway resets the
 /// upstream stream. The client fails its request body with `CANCEL`, so it resets its stream

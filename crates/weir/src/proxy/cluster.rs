@@ -1,31 +1,27 @@
 //! An upstream cluster: its addresses, kept fresh by re-resolving DNS, one HTTP/2 connection
-//! pool per address, and power-of-two-choices balancing over them.
+//! per address, and power-of-two-choices balancing over them.
+//!
+//! Calls are sent from the caller's own task: picking an address and opening a stream on its
+//! connection takes no hop through another task. An address whose connection cannot be
+//! established is passed over for a while (growing back-off) and the call moves on to another
+//! address — nothing was sent yet, so that is always safe.
 
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::mpsc;
-use tower::ServiceExt as _;
-use tower::balance::p2c::Balance;
-use tower::buffer::Buffer;
-use tower::discover::Change;
-use tower::load::{CompleteOnResponse, PendingRequests};
-use tower::util::BoxCloneSyncService;
-use tower_service::Service;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 
 use crate::body::{BoxBody, BoxError};
 
@@ -93,14 +89,17 @@ impl ClusterConfig {
     }
 }
 
-/// A cluster's calls: a cheap-to-clone handle onto the balancer.
+/// A cluster's calls: a cheap-to-clone handle onto its endpoints.
 #[derive(Clone)]
 pub(crate) struct Cluster {
     pub(crate) name: Arc<str>,
-    service: BoxCloneSyncService<Request<BoxBody>, Response<Incoming>, BoxError>,
-    pub(crate) connect_timeout: Duration,
-    /// Addresses the balancer has now; with none, calls would wait on it forever.
-    endpoints: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The addresses DNS gave last, each with its connection; replaced as a whole.
+    endpoints: RwLock<Arc<[Arc<Endpoint>]>>,
+    connect_timeout: Duration,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -109,67 +108,97 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-type Discovered = Change<SocketAddr, PendingRequests<Endpoint, CompleteOnResponse>>;
-
 impl Cluster {
-    /// Starts the cluster's resolver task; must run inside a tokio runtime.
+    /// Starts the cluster's resolver task; must run inside a tokio runtime. The task ends once
+    /// the last handle is dropped.
     pub(crate) fn start(config: ClusterConfig) -> Self {
-        let (tx, rx) = mpsc::channel::<Result<Discovered, Infallible>>(64);
-        let discover = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let balance = Balance::new(discover);
-        let service = Buffer::new(balance, 1024);
+        let shared = Arc::new(Shared {
+            endpoints: RwLock::new(Arc::from(Vec::new())),
+            connect_timeout: config.connect_timeout,
+        });
         let name: Arc<str> = config.name.clone().into();
-        let connect_timeout = config.connect_timeout;
-        let endpoints = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(resolve(config, tx, endpoints.clone()));
-        Cluster {
-            name,
-            service: BoxCloneSyncService::new(service),
-            connect_timeout,
-            endpoints,
-        }
+        tokio::spawn(resolve(config, Arc::downgrade(&shared)));
+        Cluster { name, shared }
     }
 
-    /// Sends a call to one of the cluster's endpoints. Waits for an endpoint up to the connect
+    fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
+        self.shared
+            .endpoints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends a call to one of the cluster's endpoints. Waits for an address up to the connect
     /// timeout (at start, DNS may not have answered yet).
     pub(crate) async fn call(
         &self,
         request: Request<BoxBody>,
     ) -> Result<Response<Incoming>, BoxError> {
-        // With no address at all (DNS gave nothing, or has not answered yet) the balancer
-        // would hold the call forever: wait for one up to the connect timeout.
-        let started = tokio::time::Instant::now();
-        while self.endpoints.load(Ordering::Relaxed) == 0 {
-            if started.elapsed() >= self.connect_timeout {
+        let connect_timeout = self.shared.connect_timeout;
+        let started = Instant::now();
+        let mut endpoints = self.endpoints();
+        // With no address at all (DNS gave nothing, or has not answered yet) wait for one.
+        while endpoints.is_empty() {
+            if started.elapsed() >= connect_timeout {
                 return Err(format!(
-                    "no address of cluster {:?} resolved within {:?}",
-                    self.name, self.connect_timeout
+                    "no address of cluster {:?} resolved within {connect_timeout:?}",
+                    self.name
                 )
                 .into());
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+            endpoints = self.endpoints();
         }
-        let mut service = self.service.clone();
-        let ready = tokio::time::timeout(self.connect_timeout, service.ready()).await;
-        match ready {
-            Ok(Ok(service)) => service.call(request).await,
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(format!(
-                "no address of cluster {:?} became available within {:?}",
-                self.name, self.connect_timeout
-            )
-            .into()),
+        let mut tried = vec![false; endpoints.len()];
+        let mut request = request;
+        let mut last_error: Option<BoxError> = None;
+        while let Some(index) = pick(&endpoints, &tried) {
+            tried[index] = true;
+            let endpoint = &endpoints[index];
+            match endpoint.send(request, connect_timeout).await {
+                Ok(response) => return Ok(response),
+                // Not sent: the connection could not be made; another address may do.
+                Err(Unsent {
+                    request: back,
+                    error,
+                }) => {
+                    tracing::debug!(cluster = %self.name, addr = %endpoint.addr, "{error}");
+                    request = *back;
+                    last_error = Some(error);
+                }
+                Err(Failed(error)) => return Err(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| "no address to call".into()))
+    }
+}
+
+/// Power of two choices among the endpoints not tried yet, preferring those not backing off:
+/// the one with fewer calls in flight of two picked at random.
+fn pick(endpoints: &[Arc<Endpoint>], tried: &[bool]) -> Option<usize> {
+    let now = Instant::now();
+    let untried = || (0..endpoints.len()).filter(|&i| !tried[i]);
+    let mut candidates: Vec<usize> = untried().filter(|&i| endpoints[i].usable(now)).collect();
+    if candidates.is_empty() {
+        // Every address is backing off: try them anyway rather than fail without trying.
+        candidates = untried().collect();
+    }
+    match candidates.len() {
+        0 => None,
+        1 => Some(candidates[0]),
+        n => {
+            let a = fastrand::usize(..n);
+            let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+            let (a, b) = (candidates[a], candidates[b]);
+            let load = |i: usize| endpoints[i].in_flight.load(Ordering::Relaxed);
+            Some(if load(b) < load(a) { b } else { a })
         }
     }
 }
 
-/// Keeps the balancer's endpoint set equal to what the cluster's targets resolve to.
-async fn resolve(
-    config: ClusterConfig,
-    tx: mpsc::Sender<Result<Discovered, Infallible>>,
-    endpoints: Arc<AtomicUsize>,
-) {
-    let mut current: HashSet<SocketAddr> = HashSet::new();
+/// Keeps the endpoint set equal to what the cluster's targets resolve to.
+async fn resolve(config: ClusterConfig, shared: Weak<Shared>) {
     let mut last_good: HashMap<usize, Vec<SocketAddr>> = HashMap::new();
     loop {
         // Each address remembers the name it came from, for `:authority` and TLS.
@@ -192,71 +221,99 @@ async fn resolve(
                 }
             }
         }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let current = shared
+            .endpoints
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         // A DNS hiccup must not empty a working cluster: keep the old set when every lookup
         // failed.
         if failures < config.targets.len() || current.is_empty() {
+            let mut next: Vec<Arc<Endpoint>> = Vec::with_capacity(found.len());
+            for endpoint in current.iter() {
+                if found.contains_key(&endpoint.addr) {
+                    next.push(endpoint.clone());
+                } else {
+                    tracing::debug!(cluster = %config.name, addr = %endpoint.addr, "upstream address removed");
+                }
+            }
+            let known: HashSet<SocketAddr> = current.iter().map(|e| e.addr).collect();
             for (addr, (host, port)) in &found {
-                if current.contains(addr) {
+                if known.contains(addr) {
                     continue;
                 }
-                let endpoint = match Endpoint::new(&config, host, *port, *addr) {
-                    Ok(endpoint) => endpoint,
+                match Endpoint::new(&config, host, *port, *addr) {
+                    Ok(endpoint) => {
+                        tracing::debug!(cluster = %config.name, %addr, "upstream address added");
+                        next.push(Arc::new(endpoint));
+                    }
                     Err(e) => {
                         tracing::warn!(cluster = %config.name, %addr, "cannot use upstream address: {e}");
-                        continue;
                     }
-                };
-                tracing::debug!(cluster = %config.name, %addr, "upstream address added");
-                let load = PendingRequests::new(endpoint, CompleteOnResponse::default());
-                if tx.send(Ok(Change::Insert(*addr, load))).await.is_err() {
-                    return;
                 }
             }
-            let found: HashSet<SocketAddr> = found.into_keys().collect();
-            for addr in current.difference(&found) {
-                tracing::debug!(cluster = %config.name, %addr, "upstream address removed");
-                if tx.send(Ok(Change::Remove(*addr))).await.is_err() {
-                    return;
-                }
-            }
-            current = found;
-            endpoints.store(current.len(), Ordering::Relaxed);
+            *shared
+                .endpoints
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::from(next);
         }
-        tokio::select! {
-            () = tokio::time::sleep(config.resolve_interval) => {}
-            () = tx.closed() => return,
-        }
+        drop(shared);
+        tokio::time::sleep(config.resolve_interval).await;
     }
 }
 
-/// Resolves every name to one fixed address, so that each endpoint's connection pool dials
-/// its own address while requests keep the configured host name (for `:authority` and TLS
-/// server name checks).
-#[derive(Debug, Clone, Copy)]
-struct FixedAddr(SocketAddr);
+/// How long an address whose connection failed is passed over: doubling from the first,
+/// up to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(16);
 
-impl Service<Name> for FixedAddr {
-    type Response = std::iter::Once<SocketAddr>;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Name) -> Self::Future {
-        std::future::ready(Ok(std::iter::once(self.0)))
-    }
-}
-
-type Connector = hyper_rustls::HttpsConnector<HttpConnector<FixedAddr>>;
-
-/// One upstream address with its own HTTP/2 connection pool.
-#[derive(Clone)]
+/// One upstream address with its HTTP/2 connection, opened on first use and again whenever
+/// it closed.
 struct Endpoint {
-    client: Client<Connector, BoxBody>,
+    addr: SocketAddr,
     scheme: Scheme,
     authority: Authority,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    http2: http2::Builder<TokioExecutor>,
+    /// The open connection, if any.
+    connection: Mutex<Option<SendRequest<BoxBody>>>,
+    /// Held while connecting, so that concurrent calls wait for one attempt.
+    connecting: tokio::sync::Mutex<()>,
+    /// The last failed attempt: when, why, and how many in a row.
+    failure: Mutex<Option<(Instant, String)>>,
+    failures: AtomicU32,
+    in_flight: AtomicUsize,
+}
+
+/// Why a call did not go out on an endpoint.
+enum SendError {
+    /// Nothing was sent (no connection): the request comes back for another endpoint.
+    Unsent {
+        request: Box<Request<BoxBody>>,
+        error: BoxError,
+    },
+    /// The call was sent and failed.
+    Failed(BoxError),
+}
+use SendError::{Failed, Unsent};
+
+/// Counts a call in flight on an endpoint while it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Endpoint {
@@ -266,82 +323,206 @@ impl Endpoint {
         port: u16,
         addr: SocketAddr,
     ) -> Result<Self, BoxError> {
-        let mut http = HttpConnector::new_with_resolver(FixedAddr(addr));
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.connect_timeout));
-        let (connector, scheme) = match &config.tls {
-            Some(tls) => (
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config({
-                        // The connector sets ALPN (h2) itself and refuses a config that has it.
-                        let mut tls = (**tls).clone();
-                        tls.alpn_protocols.clear();
-                        tls
-                    })
-                    .https_only()
-                    .enable_http2()
-                    .wrap_connector(http),
-                Scheme::HTTPS,
-            ),
-            None => (
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(
-                        rustls::ClientConfig::builder_with_provider(Arc::new(
-                            rustls::crypto::ring::default_provider(),
-                        ))
-                        .with_safe_default_protocol_versions()?
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                    )
-                    .https_or_http()
-                    .enable_http2()
-                    .wrap_connector(http),
-                Scheme::HTTP,
-            ),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .http2_keep_alive_interval(config.keep_alive_interval)
-            .http2_keep_alive_timeout(config.keep_alive_timeout)
-            .http2_keep_alive_while_idle(true)
-            .build(connector);
         let authority = Authority::try_from(format!("{host}:{port}"))?;
+        let (tls, scheme) = match &config.tls {
+            Some(tls) => {
+                let mut tls = (**tls).clone();
+                tls.alpn_protocols = vec![b"h2".to_vec()];
+                let name = ServerName::try_from(host.to_owned())?;
+                (
+                    Some((TlsConnector::from(Arc::new(tls)), name)),
+                    Scheme::HTTPS,
+                )
+            }
+            None => (None, Scheme::HTTP),
+        };
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(config.keep_alive_interval)
+            .keep_alive_timeout(config.keep_alive_timeout)
+            .keep_alive_while_idle(true);
         Ok(Endpoint {
-            client,
+            addr,
             scheme,
             authority,
+            tls,
+            http2,
+            connection: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            failure: Mutex::new(None),
+            failures: AtomicU32::new(0),
+            in_flight: AtomicUsize::new(0),
         })
     }
-}
 
-impl Service<Request<BoxBody>> for Endpoint {
-    type Response = Response<Incoming>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
+    /// Whether calls may come here: no connection failure, or its back-off is over.
+    fn usable(&self, now: Instant) -> bool {
+        let failures = self.failures.load(Ordering::Relaxed);
+        if failures == 0 {
+            return true;
+        }
+        let failure = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*failure {
+            Some((at, _)) => now >= *at + backoff(failures),
+            None => true,
+        }
     }
 
-    fn call(&mut self, mut request: Request<BoxBody>) -> Self::Future {
+    /// The open connection, if it is still usable.
+    fn open_connection(&self) -> Option<SendRequest<BoxBody>> {
+        let connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connection
+            .as_ref()
+            .filter(|sender| !sender.is_closed())
+            .cloned()
+    }
+
+    /// The connection, opened if needed (one attempt at a time; calls that waited for a
+    /// failed attempt share its error).
+    async fn connection(&self, timeout: Duration) -> Result<SendRequest<BoxBody>, BoxError> {
+        if let Some(sender) = self.open_connection() {
+            return Ok(sender);
+        }
+        let waited_since = Instant::now();
+        let _connecting = self.connecting.lock().await;
+        if let Some(sender) = self.open_connection() {
+            return Ok(sender);
+        }
+        if let Some((at, error)) = &*self.failure.lock().unwrap_or_else(PoisonError::into_inner)
+            && *at >= waited_since
+        {
+            return Err(error.clone().into());
+        }
+        let attempt = match tokio::time::timeout(timeout, self.connect()).await {
+            Ok(attempt) => attempt,
+            Err(_) => {
+                Err(format!("connecting to {} timed out after {timeout:?}", self.addr).into())
+            }
+        };
+        match attempt {
+            Ok(sender) => {
+                self.failures.store(0, Ordering::Relaxed);
+                *self
+                    .connection
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+                Ok(sender)
+            }
+            Err(error) => {
+                let text = format!("{}: {}", self.addr, super::error_chain(error.as_ref()));
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some((Instant::now(), text.clone()));
+                Err(text.into())
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<BoxBody>, BoxError> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tcp.set_nodelay(true)?;
+        match &self.tls {
+            None => self.handshake(tcp).await,
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), tcp).await?;
+                match tls.get_ref().1.alpn_protocol() {
+                    None | Some(b"h2") => self.handshake(tls).await,
+                    Some(other) => Err(format!(
+                        "the upstream chose ALPN protocol {:?}, not h2",
+                        String::from_utf8_lossy(other)
+                    )
+                    .into()),
+                }
+            }
+        }
+    }
+
+    async fn handshake<T>(&self, io: T) -> Result<SendRequest<BoxBody>, BoxError>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = self.http2.handshake(TokioIo::new(io)).await?;
+        let addr = self.addr;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%addr, "upstream connection ended: {e}");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Sends `request` on this endpoint's connection; gives it back when it could not be sent.
+    async fn send(
+        &self,
+        mut request: Request<BoxBody>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Incoming>, SendError> {
+        let _in_flight = InFlight::new(&self.in_flight);
         let path = request
             .uri()
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
+        match Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path)
-            .build();
-        let client = self.client.clone();
-        Box::pin(async move {
-            *request.uri_mut() = uri?;
-            *request.version_mut() = http::Version::HTTP_2;
-            Ok(client.request(request).await?)
-        })
+            .build()
+        {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(e) => return Err(Failed(e.into())),
+        }
+        *request.version_mut() = http::Version::HTTP_2;
+        // A connection that closes (say the upstream's GOAWAY at a restart) between
+        // being picked and taking the request gives it back: once more on a new one.
+        let mut retried = false;
+        loop {
+            let mut sender = match self.connection(connect_timeout).await {
+                Ok(sender) => sender,
+                Err(error) => {
+                    return Err(Unsent {
+                        request: Box::new(request),
+                        error,
+                    });
+                }
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(response),
+                Err(mut e) => match e.take_message() {
+                    Some(back) if !retried => {
+                        retried = true;
+                        request = back;
+                        self.forget_closed();
+                    }
+                    Some(back) => {
+                        return Err(Unsent {
+                            request: Box::new(back),
+                            error: e.into_error().into(),
+                        });
+                    }
+                    None => return Err(Failed(e.into_error().into())),
+                },
+            }
+        }
     }
+
+    /// Drops the stored connection once it has closed, so that the next call opens another.
+    fn forget_closed(&self) {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if connection.as_ref().is_some_and(SendRequest::is_closed) {
+            *connection = None;
+        }
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(6);
+    (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
 }
