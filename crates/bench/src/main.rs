@@ -208,6 +208,9 @@ struct Contender {
     events: Events,
     /// The process whose memory is the contender's (none for the native limit).
     pid: Option<u32>,
+    /// The server process whose CPU time per call is reported: the contender's own, the
+    /// upstream's for the native limit.
+    cpu_pid: u32,
 }
 
 impl Contender {
@@ -272,6 +275,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             native: false,
             events: layer_events,
             pid: Some(layer.pid),
+            cpu_pid: layer.pid,
         },
         Contender {
             name: "tonic-web",
@@ -279,6 +283,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             native: false,
             events: tonic_web_events,
             pid: Some(tonic_web.pid),
+            cpu_pid: tonic_web.pid,
         },
         Contender {
             name: "weir gateway → tonic",
@@ -286,6 +291,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             native: false,
             events: native_events.clone(),
             pid: Some(gateway.pid),
+            cpu_pid: gateway.pid,
         },
     ];
     let interop = web_dir().join("interop");
@@ -311,6 +317,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             native: false,
             events,
             pid: Some(node.pid),
+            cpu_pid: node.pid,
         });
         procs.push(node);
     } else {
@@ -325,6 +332,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         native: true,
         events: native_events,
         pid: None,
+        cpu_pid: native.pid,
     });
     procs.extend([native, gateway, layer, tonic_web]);
 
@@ -464,8 +472,21 @@ async fn unary_run(
     Ok((all.len() as f64 / elapsed, all))
 }
 
-/// Calls/s of each repetition, and every latency (µs).
-type UnaryCell = (Vec<f64>, Vec<u32>);
+/// Calls/s and server CPU µs per call of each repetition, and every latency (µs).
+type UnaryCell = (Vec<f64>, Vec<f64>, Vec<u32>);
+
+/// CPU time a process's threads have run so far, in µs (from `/proc/PID/task/*/schedstat`;
+/// threads that exited are not counted, tokio's workers do not exit). Unlike wall-clock
+/// throughput, this hardly depends on what else the machine runs.
+fn cpu_micros(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanos = 0u64;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        nanos += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(nanos as f64 / 1000.0)
+}
 
 async fn unary(plan: &Plan, contenders: &[Contender]) -> Result<String, String> {
     eprintln!("unary ...");
@@ -477,10 +498,15 @@ async fn unary(plan: &Plan, contenders: &[Contender]) -> Result<String, String> 
                 let caller = contender.caller(version).await?;
                 for (ki, &concurrency) in plan.concurrency.iter().enumerate() {
                     unary_run(&caller, concurrency, plan.warmup).await?;
+                    let cpu_before = cpu_micros(contender.cpu_pid);
                     let (rps, latencies) = unary_run(&caller, concurrency, plan.unary_time).await?;
+                    let cpu = cpu_before
+                        .zip(cpu_micros(contender.cpu_pid))
+                        .map_or(f64::NAN, |(a, b)| (b - a) / latencies.len().max(1) as f64);
                     let cell = cells.entry((ci, vi, ki)).or_default();
                     cell.0.push(rps);
-                    cell.1.extend(latencies);
+                    cell.1.push(cpu);
+                    cell.2.extend(latencies);
                 }
             }
         }
@@ -488,35 +514,36 @@ async fn unary(plan: &Plan, contenders: &[Contender]) -> Result<String, String> 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Unary calls\n\n`UnaryCall`, 64-byte payload each way, binary gRPC-Web (native gRPC for the limit). {} × {:?} per cell after a {:?} warm-up; calls/s is the median of the repetitions (± spread, max−min over median); latencies pooled over them. Ratio: calls/s over the native limit's at the same concurrency.\n",
+        "## Unary calls\n\n`UnaryCall`, 64-byte payload each way, binary gRPC-Web (native gRPC for the limit). {} × {:?} per cell after a {:?} warm-up; calls/s is the median of the repetitions (± spread, max−min over median); latencies pooled over them. Ratio: calls/s over the native limit's at the same concurrency. Server CPU: CPU time of the server process per call (median of the repetitions; for the gateway its own process, without its upstream's; for the limit the upstream's), which depends far less on what else the machine runs than calls/s.\n",
         plan.reps, plan.unary_time, plan.warmup
     );
     let limit = contenders.iter().position(|c| c.native);
     for (ki, &concurrency) in plan.concurrency.iter().enumerate() {
         let _ = writeln!(
             out,
-            "### concurrency {concurrency}\n\n| contender | HTTP | calls/s | ± | p50 µs | p99 µs | × limit |\n|---|---|---:|---:|---:|---:|---:|"
+            "### concurrency {concurrency}\n\n| contender | HTTP | calls/s | ± | p50 µs | p99 µs | × limit | server CPU µs/call |\n|---|---|---:|---:|---:|---:|---:|---:|"
         );
         let limit_rps = limit
             .and_then(|li| cells.get(&(li, 0, ki)))
             .map_or(f64::NAN, |c| median(&mut c.0.clone()));
         for (ci, contender) in contenders.iter().enumerate() {
             for (vi, version) in contender.versions().into_iter().enumerate() {
-                let Some((rps, latencies)) = cells.get_mut(&(ci, vi, ki)) else {
+                let Some((rps, cpu, latencies)) = cells.get_mut(&(ci, vi, ki)) else {
                     continue;
                 };
                 latencies.sort_unstable();
                 let m = median(&mut rps.clone());
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.0} | {:.0}% | {:.0} | {:.0} | {} |",
+                    "| {} | {} | {:.0} | {:.0}% | {:.0} | {:.0} | {} | {:.1} |",
                     contender.name,
                     proto(version),
                     m,
                     spread(rps),
                     percentile(latencies, 0.5),
                     percentile(latencies, 0.99),
-                    ratio(m, limit_rps)
+                    ratio(m, limit_rps),
+                    median(&mut cpu.clone())
                 );
             }
         }
