@@ -102,9 +102,17 @@ impl ContentType {
             Protocol::GrpcWeb => "application/grpc-web",
             Protocol::GrpcWebText => "application/grpc-web-text",
         };
-        match &self.codec {
-            None => HeaderValue::from_static(base),
-            Some(codec) => HeaderValue::try_from(format!("{base}+{codec}"))
+        match (self.protocol, self.codec.as_deref()) {
+            (_, None) => HeaderValue::from_static(base),
+            // The usual ones, without formatting.
+            (Protocol::Grpc, Some("proto")) => HeaderValue::from_static("application/grpc+proto"),
+            (Protocol::GrpcWeb, Some("proto")) => {
+                HeaderValue::from_static("application/grpc-web+proto")
+            }
+            (Protocol::GrpcWebText, Some("proto")) => {
+                HeaderValue::from_static("application/grpc-web-text+proto")
+            }
+            (_, Some(codec)) => HeaderValue::try_from(format!("{base}+{codec}"))
                 // The codec was validated to be a token when parsed.
                 .unwrap_or_else(|_| HeaderValue::from_static(base)),
         }

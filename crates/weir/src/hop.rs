@@ -1,30 +1,41 @@
 //! Headers that belong to one hop and must not travel on to the service.
 
-use http::HeaderMap;
 use http::header::{self, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 /// Headers a client must not pass on: hop-by-hop headers (RFC 9110 §7.6.1),
 /// `content-length` (bodies are re-framed), the statuses only servers send, and weir's own
 /// per-hop `weir-heartbeat`.
-const STRIPPED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-length",
-    "grpc-status",
-    "grpc-message",
-    "grpc-status-details-bin",
+const STRIPPED: [HeaderName; 12] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::CONTENT_LENGTH,
+    crate::names::GRPC_STATUS,
+    crate::names::GRPC_MESSAGE,
+    crate::names::GRPC_STATUS_DETAILS_BIN,
     // Asks this hop for heartbeats (docs/protocol/heartbeat.md); read before stripping.
-    "weir-heartbeat",
+    crate::names::WEIR_HEARTBEAT,
 ];
 
 /// Removes hop-by-hop and reserved headers, including every header that `Connection` names
 /// (RFC 9110 §7.6.1), and sets `te: trailers` as gRPC requires.
 pub(crate) fn strip_request(headers: &mut HeaderMap) {
+    if headers.contains_key(header::CONNECTION) {
+        remove_named_by_connection(headers);
+    }
+    for name in &STRIPPED {
+        headers.remove(name);
+    }
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
+}
+
+/// Removes the headers that `Connection` names.
+fn remove_named_by_connection(headers: &mut HeaderMap) {
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -36,10 +47,6 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name.as_str());
     }
-    for name in STRIPPED {
-        headers.remove(*name);
-    }
-    headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
 #[cfg(test)]

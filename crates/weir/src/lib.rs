@@ -39,6 +39,7 @@ mod cors;
 pub mod grpc_web;
 mod hop;
 pub mod metrics;
+mod names;
 pub mod proxy;
 pub mod server;
 mod status;

@@ -245,7 +245,7 @@ impl Drop for CallRecord {
 
 fn status_of(headers: &http::HeaderMap) -> Option<Code> {
     headers
-        .get("grpc-status")
+        .get(&crate::names::GRPC_STATUS)
         .and_then(|v| Code::from_header(v.as_bytes()))
 }
 

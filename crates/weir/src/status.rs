@@ -39,24 +39,24 @@ impl Status {
     /// Writes `grpc-status` and (when non-empty) the percent-encoded `grpc-message`.
     pub fn write_headers(&self, headers: &mut HeaderMap) {
         headers.insert(
-            "grpc-status",
+            crate::names::GRPC_STATUS,
             HeaderValue::from_static(self.code.as_header_str()),
         );
-        headers.remove("grpc-message");
-        headers.remove("grpc-status-details-bin");
+        headers.remove(&crate::names::GRPC_MESSAGE);
+        headers.remove(&crate::names::GRPC_STATUS_DETAILS_BIN);
         if !self.message.is_empty() {
             // Percent-encoding leaves only printable ASCII, always a valid header value.
             if let Ok(value) = HeaderValue::try_from(encode_message(&self.message)) {
-                headers.insert("grpc-message", value);
+                headers.insert(crate::names::GRPC_MESSAGE, value);
             }
         }
     }
 
     /// The status in `grpc-status` and `grpc-message` of a header map, if there is one.
     pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
-        let code = Code::from_header(headers.get("grpc-status")?.as_bytes())?;
+        let code = Code::from_header(headers.get(&crate::names::GRPC_STATUS)?.as_bytes())?;
         let message = headers
-            .get("grpc-message")
+            .get(&crate::names::GRPC_MESSAGE)
             .map(|m| weir_codec::status::decode_message(m.as_bytes()))
             .unwrap_or_default();
         Some(Status::new(code, message))
@@ -75,7 +75,7 @@ impl Status {
     /// Makes sure trailers carry a status: trailers without `grpc-status` would read as
     /// success to a client, so they get `INTERNAL`, keeping their metadata.
     pub(crate) fn ensure_in(trailers: &mut HeaderMap) {
-        if !trailers.contains_key("grpc-status") {
+        if !trailers.contains_key(&crate::names::GRPC_STATUS) {
             Status::new(
                 Code::Internal,
                 "the service ended its response with trailers but no grpc-status",

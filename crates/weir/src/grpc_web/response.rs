@@ -87,7 +87,7 @@ where
     );
     parts.version = http::Version::default();
 
-    if parts.headers.contains_key("grpc-status") {
+    if parts.headers.contains_key(&crate::names::GRPC_STATUS) {
         // Trailers-Only: the status stays in the headers, where gRPC-Web clients look for
         // it when the body is empty.
         if let Some(status) = failure.get() {
@@ -397,7 +397,7 @@ impl Body for EarlyBody {
                                 true,
                             );
                             let (parts, body) = translated.into_parts();
-                            if parts.headers.contains_key("grpc-status") {
+                            if parts.headers.contains_key(&crate::names::GRPC_STATUS) {
                                 return this.end(parts.headers);
                             }
                             this.state = EarlyState::Streaming(body);

@@ -128,7 +128,7 @@ fn check_headers(headers: &http::HeaderMap, config: &Config) -> Result<Option<Du
         metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
     }
     headers
-        .get("grpc-timeout")
+        .get(&crate::names::GRPC_TIMEOUT)
         .map(|value| timeout::parse(value.as_bytes()))
         .transpose()
         .map_err(|e| Status::new(Code::Internal, e.to_string()))
@@ -321,7 +321,7 @@ where
                         false,
                     );
                     if http1
-                        && response.headers().contains_key("grpc-status")
+                        && response.headers().contains_key(&crate::names::GRPC_STATUS)
                         && let Some(unread) = leftover.take()
                     {
                         crate::call::linger(unread).await;

@@ -14,7 +14,7 @@ pub(super) fn deadline(
     max: Option<Duration>,
 ) -> Result<Option<Duration>, Status> {
     let asked = headers
-        .get("grpc-timeout")
+        .get(&crate::names::GRPC_TIMEOUT)
         .map(|value| timeout::parse(value.as_bytes()))
         .transpose()
         .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
@@ -27,7 +27,7 @@ pub(super) fn deadline(
 /// Forwards the time left.
 pub(super) fn set_timeout(headers: &mut HeaderMap, left: Duration) {
     if let Ok(value) = HeaderValue::try_from(timeout::format(left)) {
-        headers.insert("grpc-timeout", value);
+        headers.insert(crate::names::GRPC_TIMEOUT, value);
     }
 }
 
