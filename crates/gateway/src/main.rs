@@ -52,7 +52,7 @@ enum Command {
     /// It is the gateway with an in-process backend: gRPC-Web and native gRPC over HTTP/1.1
     /// and cleartext HTTP/2 on one port. Stop it with Ctrl-C or SIGTERM.
     Demo(DemoArgs),
-    /// Call a gRPC-Web method: JSON (or raw bytes) in and out.
+    /// Call a gRPC-Web method (or one over WebTransport): JSON (or raw bytes) in and out.
     Call(call::CallArgs),
 }
 

@@ -86,8 +86,8 @@ impl std::error::Error for ConnectError {
 /// gracefully; call [`close`](Self::close) for that.
 #[derive(Clone)]
 pub struct WebTransportClient {
-    // Kept so the endpoint (and its socket) lives as long as the session.
-    _endpoint: Arc<Endpoint<endpoint_side::Client>>,
+    // The endpoint (and its socket) lives as long as the session.
+    endpoint: Arc<Endpoint<endpoint_side::Client>>,
     connection: Connection,
     closed_locally: Arc<AtomicBool>,
     max_message_size: usize,
@@ -159,7 +159,7 @@ impl WebTransportClient {
             e => ConnectError::Connecting(e),
         })?;
         Ok(WebTransportClient {
-            _endpoint: Arc::new(endpoint),
+            endpoint: Arc::new(endpoint),
             connection,
             closed_locally: Arc::new(AtomicBool::new(false)),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -184,6 +184,13 @@ impl WebTransportClient {
         self.closed_locally.store(true, Ordering::SeqCst);
         self.connection
             .close(VarInt::from_u32(0), b"closed by the client");
+    }
+
+    /// Closes the session like [`close`](Self::close), and waits until the server was told
+    /// (or the connection timed out): for a process that exits right after its calls.
+    pub async fn shutdown(&self) {
+        self.close();
+        self.endpoint.wait_idle().await;
     }
 
     /// Starts a call to `path` (`/package.Service/Method`) with request `metadata`.
