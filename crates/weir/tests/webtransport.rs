@@ -63,7 +63,7 @@ struct Stack {
     observer: Arc<CallObserver>,
     _upstream: Option<Upstream>,
     stop: Option<oneshot::Sender<()>>,
-    _served: JoinHandle<()>,
+    served: JoinHandle<()>,
 }
 
 impl Stack {
@@ -114,7 +114,7 @@ impl Stack {
             observer,
             _upstream: upstream,
             stop: Some(stop),
-            _served: served,
+            served,
         }
     }
 
@@ -696,6 +696,68 @@ async fn split_calls_cancel_and_fail_both_halves() {
         let counts = stack.wait_for(|c| c.in_flight() == 0).await;
         assert!(counts.cancelled >= 3, "{kind:?}: {counts:?}");
         stack.assert_serving().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_waits_for_open_calls_only() {
+    // A grace period far longer than the hang guard: stopping within the guard shows that
+    // the server did not wait for it.
+    let config = || WebTransportConfig::default().shutdown_grace(Duration::from_secs(3600));
+    for kind in KINDS {
+        // No call open: the server stops at once.
+        let mut stack = Stack::with(kind, config()).await;
+        let client = stack.client().await;
+        stack.assert_serving().await;
+        stack.stop.take().unwrap().send(()).unwrap();
+        guard("an idle server to stop", &mut stack.served)
+            .await
+            .unwrap();
+        let err = client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{kind:?}: {err:?}");
+
+        // A call open: it goes on, new calls and sessions are refused, and the server stops
+        // once it ended.
+        let mut stack = Stack::with(kind, config()).await;
+        let client = stack.client().await;
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        stack.stop.take().unwrap().send(()).unwrap();
+        // Calls succeed until the session saw the shutdown, then are refused.
+        let refused = guard("a call to be refused", async {
+            loop {
+                match client
+                    .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+                    .await
+                {
+                    Ok(_) => tokio::task::yield_now().await,
+                    Err(status) => break status,
+                }
+            }
+        })
+        .await;
+        assert_eq!(refused.code(), Code::Unavailable, "{kind:?}: {refused:?}");
+        assert!(
+            stack
+                .try_client(ConnectOptions::builder(&stack.url).build())
+                .await
+                .is_err()
+        );
+        assert!(!stack.served.is_finished(), "{kind:?}");
+        call.send(encode(&echo(&[2]))).await.unwrap();
+        let message: StreamingOutputCallResponse = decode(&next(&mut call).await.unwrap());
+        assert_eq!(body_len(&message), 2, "{kind:?}");
+        call.finish();
+        assert_eq!(status(&mut call).await.code(), Code::Ok, "{kind:?}");
+        guard("the server to stop after its last call", &mut stack.served)
+            .await
+            .unwrap();
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert_eq!(counts.cancelled, 0, "{kind:?}: {counts:?}");
     }
 }
 
