@@ -2,8 +2,9 @@
 //! benchmarks.
 //!
 //! One [`WebTransportClient`] is one WebTransport session; each [`Call`] is one bidirectional
-//! stream on it. Messages are raw [`Bytes`] (encode them with any protobuf library), so the
-//! client serves every service and call type:
+//! stream on it, which [`Call::split`] divides into a [`CallSender`] and a [`CallReceiver`] to
+//! send and read from two tasks at once (full duplex). Messages are raw [`Bytes`] (encode them
+//! with any protobuf library), so the client serves every service and call type:
 //!
 //! ```no_run
 //! use bytes::Bytes;
