@@ -1,5 +1,6 @@
-//! One way of calling the TestService: gRPC-Web through weir-client, or native gRPC through
-//! tonic. Both exchange raw message bytes, so neither side pays for protobuf decoding.
+//! One way of calling the TestService: gRPC-Web through weir-client, gRPC over WebTransport
+//! through weir's Rust client (one session, calls multiplexed on it), or native gRPC through
+//! tonic. All exchange raw message bytes, so no side pays for protobuf decoding.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use bytes::{Buf as _, BufMut as _, Bytes};
 use http::uri::PathAndQuery;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
+use weir::webtransport::client::{Call, WebTransportClient};
 use weir_client::{CallOptions, HttpVersion};
 
 pub const UNARY: &str = "/grpc.testing.TestService/UnaryCall";
@@ -54,12 +56,14 @@ impl Decoder for RawCodec {
 #[derive(Clone)]
 pub enum Caller {
     Web(weir_client::Client),
+    WebTransport(WebTransportClient),
     Native(tonic::client::Grpc<Channel>),
 }
 
 /// An open server stream.
 pub enum Stream {
     Web(weir_client::Streaming),
+    WebTransport(Call),
     Native(tonic::codec::Streaming<Bytes>),
 }
 
@@ -71,6 +75,14 @@ impl Caller {
             .build()
             .map(Caller::Web)
             .map_err(|e| e.to_string())
+    }
+
+    /// One WebTransport session to `url`, trusting the development certificate `hashes`.
+    pub async fn webtransport(url: &str, hashes: &[[u8; 32]]) -> Result<Caller, String> {
+        WebTransportClient::connect(url, hashes)
+            .await
+            .map(Caller::WebTransport)
+            .map_err(|e| format!("{url}: {e}"))
     }
 
     pub async fn native(url: &str) -> Result<Caller, String> {
@@ -89,6 +101,10 @@ impl Caller {
                 .unary(UNARY, message, CallOptions::new())
                 .await
                 .map(weir_client::Response::into_message)
+                .map_err(|e| e.to_string()),
+            Caller::WebTransport(client) => client
+                .unary(UNARY, http::HeaderMap::new(), message)
+                .await
                 .map_err(|e| e.to_string()),
             Caller::Native(grpc) => {
                 let mut grpc = grpc.clone();
@@ -113,6 +129,16 @@ impl Caller {
                 .await
                 .map(Stream::Web)
                 .map_err(|e| e.to_string()),
+            Caller::WebTransport(client) => {
+                let mut call = client
+                    .call(STREAM, http::HeaderMap::new())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                call.send(message).await.map_err(|e| e.to_string())?;
+                call.finish();
+                call.headers().await.map_err(|e| e.to_string())?;
+                Ok(Stream::WebTransport(call))
+            }
             Caller::Native(grpc) => {
                 let mut grpc = grpc.clone();
                 grpc.ready().await.map_err(|e| e.to_string())?;
@@ -133,6 +159,7 @@ impl Stream {
     pub async fn next(&mut self) -> Result<Option<Bytes>, String> {
         match self {
             Stream::Web(s) => s.message().await.map_err(|e| e.to_string()),
+            Stream::WebTransport(call) => call.next_message().await.map_err(|e| e.to_string()),
             Stream::Native(s) => s.message().await.map_err(|e| e.to_string()),
         }
     }

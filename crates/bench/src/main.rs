@@ -141,6 +141,7 @@ struct Proc {
     child: Child,
     pid: u32,
     url: String,
+    webtransport: Option<WebTransportTarget>,
 }
 
 type Events = Arc<Mutex<mpsc::UnboundedReceiver<u64>>>;
@@ -157,8 +158,15 @@ async fn start(mut command: Command, what: &str) -> Result<(Proc, Events), Strin
     let pid = child.id().ok_or_else(|| format!("{what} exited at once"))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let mut webtransport = None;
     let url = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(target) = line.strip_prefix("webtransport ") {
+                webtransport = Some(
+                    WebTransportTarget::parse(target)
+                        .ok_or_else(|| format!("{what}: bad line {line:?}"))?,
+                );
+            }
             if let Some(at) = line.find("listening on ") {
                 return Ok(line[at + "listening on ".len()..].trim().to_owned());
             }
@@ -183,7 +191,15 @@ async fn start(mut command: Command, what: &str) -> Result<(Proc, Events), Strin
             }
         }
     });
-    Ok((Proc { child, pid, url }, Arc::new(Mutex::new(rx))))
+    Ok((
+        Proc {
+            child,
+            pid,
+            url,
+            webtransport,
+        },
+        Arc::new(Mutex::new(rx)),
+    ))
 }
 
 fn self_command(kind: &str, upstream: Option<u16>) -> Result<Command, String> {
@@ -206,6 +222,8 @@ struct Contender {
     url: String,
     native: bool,
     events: Events,
+    /// Where it serves gRPC over WebTransport, if it does.
+    webtransport: Option<WebTransportTarget>,
     /// The process whose memory is the contender's (none for the native limit).
     pid: Option<u32>,
     /// The server process whose CPU time per call is reported: the contender's own, the
@@ -214,27 +232,72 @@ struct Contender {
 }
 
 impl Contender {
-    fn versions(&self) -> Vec<HttpVersion> {
+    fn versions(&self) -> Vec<Wire> {
         if self.native {
-            vec![HttpVersion::Http2]
+            vec![Wire::Http2]
+        } else if self.webtransport.is_some() {
+            vec![Wire::Http1, Wire::Http2, Wire::WebTransport]
         } else {
-            vec![HttpVersion::Http1, HttpVersion::Http2]
+            vec![Wire::Http1, Wire::Http2]
         }
     }
 
-    async fn caller(&self, version: HttpVersion) -> Result<Caller, String> {
-        if self.native {
-            Caller::native(&self.url).await
-        } else {
-            Caller::web(&self.url, version).await
+    async fn caller(&self, transport: Wire) -> Result<Caller, String> {
+        match (transport, &self.webtransport) {
+            _ if self.native => Caller::native(&self.url).await,
+            (Wire::Http1, _) => Caller::web(&self.url, HttpVersion::Http1).await,
+            (Wire::Http2, _) => Caller::web(&self.url, HttpVersion::Http2).await,
+            (Wire::WebTransport, Some(wt)) => Caller::webtransport(&wt.url, &wt.hashes).await,
+            (Wire::WebTransport, None) => Err(format!("{} serves no WebTransport", self.name)),
         }
     }
 }
 
-fn proto(version: HttpVersion) -> &'static str {
-    match version {
-        HttpVersion::Http1 => "HTTP/1.1",
-        HttpVersion::Http2 => "HTTP/2",
+/// How a contender is called: gRPC-Web over HTTP/1.1 or HTTP/2 (native gRPC over HTTP/2 for
+/// the limit), or gRPC over WebTransport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Http1,
+    Http2,
+    WebTransport,
+}
+
+fn proto(transport: Wire) -> &'static str {
+    match transport {
+        Wire::Http1 => "HTTP/1.1",
+        Wire::Http2 => "HTTP/2",
+        Wire::WebTransport => "WebTransport",
+    }
+}
+
+/// A WebTransport listener of a contender: its session URL and development certificate.
+#[derive(Debug, Clone)]
+struct WebTransportTarget {
+    url: String,
+    hashes: Vec<[u8; 32]>,
+}
+
+impl WebTransportTarget {
+    /// Reads `URL HEX[,HEX…]`, as `weir-bench serve` prints it after `webtransport `.
+    fn parse(line: &str) -> Option<WebTransportTarget> {
+        let (url, hashes) = line.trim().split_once(' ')?;
+        let hashes = hashes
+            .split(',')
+            .map(|hex| {
+                let bytes: Option<Vec<u8>> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| {
+                        hex.get(i..i + 2)
+                            .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    })
+                    .collect();
+                <[u8; 32]>::try_from(bytes?.as_slice()).ok()
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(WebTransportTarget {
+            url: url.to_owned(),
+            hashes,
+        })
     }
 }
 
@@ -274,6 +337,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             url: layer.url.clone(),
             native: false,
             events: layer_events,
+            webtransport: layer.webtransport.clone(),
             pid: Some(layer.pid),
             cpu_pid: layer.pid,
         },
@@ -282,6 +346,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             url: tonic_web.url.clone(),
             native: false,
             events: tonic_web_events,
+            webtransport: None,
             pid: Some(tonic_web.pid),
             cpu_pid: tonic_web.pid,
         },
@@ -290,6 +355,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             url: gateway.url.clone(),
             native: false,
             events: native_events.clone(),
+            webtransport: gateway.webtransport.clone(),
             pid: Some(gateway.pid),
             cpu_pid: gateway.pid,
         },
@@ -316,6 +382,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
             url: node.url.clone(),
             native: false,
             events,
+            webtransport: None,
             pid: Some(node.pid),
             cpu_pid: node.pid,
         });
@@ -331,6 +398,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         url: native.url.clone(),
         native: true,
         events: native_events,
+        webtransport: None,
         pid: None,
         cpu_pid: native.pid,
     });
@@ -514,7 +582,7 @@ async fn unary(plan: &Plan, contenders: &[Contender]) -> Result<String, String> 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Unary calls\n\n`UnaryCall`, 64-byte payload each way, binary gRPC-Web (native gRPC for the limit). {} × {:?} per cell after a {:?} warm-up; calls/s is the median of the repetitions (± spread, max−min over median); latencies pooled over them. Ratio: calls/s over the native limit's at the same concurrency. Server CPU: CPU time of the server process per call (median of the repetitions; for the gateway its own process, without its upstream's; for the limit the upstream's), which depends far less on what else the machine runs than calls/s.\n",
+        "## Unary calls\n\n`UnaryCall`, 64-byte payload each way, binary gRPC-Web (native gRPC for the limit; WebTransport: gRPC over WebTransport, every call of a cell on one session, so one QUIC connection). {} × {:?} per cell after a {:?} warm-up; calls/s is the median of the repetitions (± spread, max−min over median); latencies pooled over them. Ratio: calls/s over the native limit's at the same concurrency. Server CPU: CPU time of the server process per call (median of the repetitions; for the gateway its own process, without its upstream's; for the limit the upstream's), which depends far less on what else the machine runs than calls/s.\n",
         plan.reps, plan.unary_time, plan.warmup
     );
     let limit = contenders.iter().position(|c| c.native);
@@ -640,7 +708,7 @@ async fn streaming(plan: &Plan, contenders: &[Contender]) -> Result<String, Stri
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Server-streaming throughput\n\n`StreamingOutputCall`, one stream per repetition, binary gRPC-Web; message size is the payload (plus 5 bytes of protobuf framing); MB/s counts message bytes (10^6). Median of {} repetitions after a warm-up stream. Ratio: messages/s over the native limit's.\n",
+        "## Server-streaming throughput\n\n`StreamingOutputCall`, one stream per repetition, binary gRPC-Web (WebTransport: gRPC over WebTransport); message size is the payload (plus 5 bytes of protobuf framing); MB/s counts message bytes (10^6). Median of {} repetitions after a warm-up stream. Ratio: messages/s over the native limit's.\n",
         plan.reps
     );
     let limit = contenders.iter().position(|c| c.native);
@@ -709,10 +777,12 @@ const CANCEL_LIMIT: Duration = Duration::from_secs(3);
 async fn cancellation(plan: &Plan, contenders: &[Contender]) -> Result<String, String> {
     eprintln!("cancellation ...");
     let cases = [
-        (HttpVersion::Http1, false),
-        (HttpVersion::Http1, true),
-        (HttpVersion::Http2, false),
-        (HttpVersion::Http2, true),
+        (Wire::Http1, false),
+        (Wire::Http1, true),
+        (Wire::Http2, false),
+        (Wire::Http2, true),
+        (Wire::WebTransport, false),
+        (Wire::WebTransport, true),
     ];
     let mut cells: BTreeMap<(usize, usize), Vec<u32>> = BTreeMap::new();
     let mut missed: BTreeMap<(usize, usize), usize> = BTreeMap::new();
@@ -720,7 +790,7 @@ async fn cancellation(plan: &Plan, contenders: &[Contender]) -> Result<String, S
     for round in 0..rounds {
         for (ci, contender) in contenders.iter().enumerate() {
             for (xi, &(version, busy)) in cases.iter().enumerate() {
-                if contender.native && version == HttpVersion::Http1 {
+                if !contender.versions().contains(&version) {
                     continue;
                 }
                 let caller = contender.caller(version).await?;
@@ -752,7 +822,7 @@ async fn cancellation(plan: &Plan, contenders: &[Contender]) -> Result<String, S
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Cancellation latency\n\nFrom the client dropping a server stream (weir-client; tonic for the limit) to the upstream TestService handler seeing the cancellation (its `CallObserver`, timestamp printed by the server process; connect-node: its `cancelled` event, timestamped when the harness reads it). Idle: the first message arrived, the next is 60 s away; busy: a 100 000 × 1 KiB stream, aborted after its first message. {} samples per cell, µs.\n\n| contender | HTTP/1.1 idle p50 / p99 | HTTP/1.1 busy p50 / p99 | HTTP/2 idle p50 / p99 | HTTP/2 busy p50 / p99 |\n|---|---:|---:|---:|---:|",
+        "## Cancellation latency\n\nFrom the client dropping a server stream (weir-client; weir's WebTransport client, which resets the stream; tonic for the limit) to the upstream TestService handler seeing the cancellation (its `CallObserver`, timestamp printed by the server process; connect-node: its `cancelled` event, timestamped when the harness reads it). Idle: the first message arrived, the next is 60 s away; busy: a 100 000 × 1 KiB stream, aborted after its first message. {} samples per cell, µs.\n\n| contender | HTTP/1.1 idle p50 / p99 | HTTP/1.1 busy p50 / p99 | HTTP/2 idle p50 / p99 | HTTP/2 busy p50 / p99 | WebTransport idle p50 / p99 | WebTransport busy p50 / p99 |\n|---|---:|---:|---:|---:|---:|---:|",
         rounds * plan.cancel_samples.min(10)
     );
     for (ci, contender) in contenders.iter().enumerate() {
@@ -825,7 +895,7 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
             while open.len() < n {
                 let batch = (n - open.len()).min(STREAMS_PER_CONNECTION);
                 if open.len() / STREAMS_PER_CONNECTION >= callers.len() {
-                    callers.push(contender.caller(HttpVersion::Http2).await?);
+                    callers.push(contender.caller(Wire::Http2).await?);
                 }
                 let caller = callers[open.len() / STREAMS_PER_CONNECTION].clone();
                 if open.len().is_multiple_of(1000) {
@@ -850,7 +920,7 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
         // compared with this, not with the first baseline.
         let closed = rss_kib(pid)?;
         let _ = write!(row, " {:.1} |", closed as f64 / 1024.0);
-        let caller = contender.caller(HttpVersion::Http2).await?;
+        let caller = contender.caller(Wire::Http2).await?;
         let per_worker = plan.aborted_calls / 64;
         let workers: Vec<_> = (0..64)
             .map(|_| {

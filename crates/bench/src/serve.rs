@@ -2,21 +2,24 @@
 //!
 //! The harness runs every server as a child process of its own binary, so that servers and
 //! the load generator do not share a runtime, and so that each server's memory can be read
-//! from `/proc/PID/status`. A server prints `listening on http://ADDR`, then one line
-//! `cancelled MICROS` (wall clock, µs since the Unix epoch) each time a TestService handler
-//! sees a call cancelled.
+//! from `/proc/PID/status`. A server prints `listening on http://ADDR` (weir's layer and
+//! gateway print `webtransport URL HASH` before it: they also serve gRPC over WebTransport,
+//! with a development certificate of that SHA-256), then one line `cancelled MICROS` (wall
+//! clock, µs since the Unix epoch) each time a TestService handler sees a call cancelled.
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 use tower_layer::Layer as _;
 use weir::Cors;
 use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::Server;
+use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 use weir_testservice::{CallObserver, TestServiceImpl};
 
 /// The server kinds.
@@ -61,6 +64,21 @@ fn report_cancellations(observer: Arc<CallObserver>) {
     });
 }
 
+/// A WebTransport listener on a free loopback port, announced as `webtransport URL HASH`.
+fn webtransport() -> Result<WebTransportServer, String> {
+    let identity = ServerIdentity::development().map_err(|e| e.to_string())?;
+    // As many calls per session as the heaviest workload opens at once.
+    let config = WebTransportConfig::default().max_calls_per_session(1000);
+    let server = WebTransportServer::bind(([127, 0, 0, 1], 0).into(), identity, config)
+        .map_err(|e| format!("webtransport: {e}"))?;
+    let hashes = server.certificate_hashes().hex().join(",");
+    say(&format!(
+        "webtransport {} {hashes}",
+        server.url("127.0.0.1")
+    ));
+    Ok(server)
+}
+
 pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -77,9 +95,16 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
     let cors = Cors::default()
         .allow_origin("*")
         .map_err(|e| e.to_string())?;
-    say(&format!("listening on http://{addr}"));
     match kind {
         Kind::WeirLayer => {
+            let webtransport = webtransport()?;
+            let service = TestServiceImpl::new()
+                .with_observer(observer.clone())
+                .into_service()
+                .map_request(|request: http::Request<weir::body::BoxBody>| request)
+                .map_response(|response| response.map(weir::body::boxed));
+            tokio::spawn(webtransport.serve(service, std::future::pending()));
+            say(&format!("listening on http://{addr}"));
             report_cancellations(observer.clone());
             let service = GrpcWebLayer::new().cors(cors).layer(routes());
             server.serve(listener, service, stop).await;
@@ -93,12 +118,15 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
                 .metrics(metrics.clone())
                 .build()
                 .map_err(|e| e.to_string())?;
-            let service = GrpcWebLayer::new()
-                .cors(cors)
-                .layer(metrics.layer().layer(proxy));
+            let webtransport = webtransport()?;
+            let grpc = metrics.layer().layer(proxy);
+            tokio::spawn(webtransport.serve(grpc.clone(), std::future::pending()));
+            say(&format!("listening on http://{addr}"));
+            let service = GrpcWebLayer::new().cors(cors).layer(grpc);
             server.serve(listener, service, stop).await;
         }
         Kind::TonicWeb => {
+            say(&format!("listening on http://{addr}"));
             report_cancellations(observer.clone());
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -112,6 +140,7 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
         Kind::TonicNative => {
+            say(&format!("listening on http://{addr}"));
             report_cancellations(observer.clone());
             let incoming =
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -80,6 +80,25 @@ impl CallOptions {
         self.error.as_deref()
     }
 
+    /// The metadata set so far, as it goes on the wire (binary values in base64), for a
+    /// caller that sends it over another transport, e.g. gRPC over WebTransport.
+    ///
+    /// ```
+    /// let options = weir_client::CallOptions::new()
+    ///     .metadata("x-user", "ada")
+    ///     .binary_metadata("x-trace-bin", &[0xab, 0xcd]);
+    /// assert_eq!(options.metadata_map()["x-user"], "ada");
+    /// assert_eq!(options.metadata_map()["x-trace-bin"], "q80");
+    /// ```
+    pub fn metadata_map(&self) -> &HeaderMap {
+        &self.metadata
+    }
+
+    /// The deadline set with [`timeout`](Self::timeout), if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     fn insert(&mut self, name: HeaderName, value: HeaderValue) {
         if metadata::is_reserved_request_header(&name) || CLIENT_SET.contains(&name.as_str()) {
             self.fail(format!("metadata key {name:?} is reserved by the protocol"));

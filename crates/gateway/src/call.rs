@@ -1,4 +1,5 @@
-//! `weir call`: call a gRPC-Web method from the command line, JSON in and out.
+//! `weir call`: call a gRPC-Web method from the command line, JSON in and out; with
+//! `--webtransport`, over gRPC over WebTransport instead (the `wt` module).
 //!
 //! Messages are converted between JSON (the protobuf JSON mapping) and protobuf with
 //! `prost-reflect`, from the first schema that is there:
@@ -27,6 +28,8 @@ use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
 use weir_client::{CallOptions, Client, HttpVersion, Mode, Status, Streaming};
 
+mod wt;
+
 const EXAMPLES: &str = "\
 Examples:
   weir demo --listen 127.0.0.1:8080 &
@@ -43,16 +46,28 @@ Examples:
 Schema: --descriptor-set or --proto when given; else server reflection when the server
 offers it; else the built-in grpc.testing schema. -v tells which was used.
 
+Over WebTransport (HTTP/3), to a gateway with a WebTransport listener:
+  weir demo --listen 127.0.0.1:8080 --webtransport-listen 127.0.0.1:4433 &
+  # session URL and development certificate hash from http://127.0.0.1:8080/.well-known/weir/webtransport
+  weir call http://127.0.0.1:8080 grpc.testing.TestService/FullDuplexCall --webtransport --discover
+  # or given directly (the path defaults to /weir, ?v=1 is added)
+  weir call https://127.0.0.1:4433 grpc.testing.TestService/UnaryCall --webtransport \\
+      --cert-hash 93335362d368f5bb... -d '{\"responseSize\": 3}'
+  weir call https://wt.example.com/weir pkg.Svc/Get --webtransport -d '{}'   # system roots
+
 Input: --data, or standard input; several JSON messages (one per line, or any whitespace
-between them) make a client stream. Over HTTP/2 a bidi call sends each line as it is read.
+between them) make a client stream. Over HTTP/2 and WebTransport a bidi call sends each line
+as it is read and prints each response as it arrives.
 Output: one JSON message per line on stdout; with -v the response headers and trailers on
 stderr. A status other than OK is printed on stderr and the exit status is 1.";
 
-/// Call a gRPC-Web method: JSON (or raw bytes) in, JSON (or raw bytes) out.
+/// Call a gRPC-Web method (or, with --webtransport, a gRPC over WebTransport one): JSON (or raw
+/// bytes) in, JSON (or raw bytes) out.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
 pub(crate) struct CallArgs {
-    /// Server: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (cleartext).
+    /// Server: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (cleartext). With
+    /// --webtransport, the session URL (or with --discover, the gateway's HTTP address).
     #[arg(value_name = "ADDR")]
     addr: String,
 
@@ -105,6 +120,24 @@ pub(crate) struct CallArgs {
     /// Print response headers and trailers on stderr.
     #[arg(long, short = 'v')]
     verbose: bool,
+
+    /// Call over WebTransport (HTTP/3) instead of gRPC-Web: ADDR is the session URL,
+    /// https://HOST:PORT[/PATH] (default path /weir; ?v=1 is added), or HOST:PORT. The
+    /// server's certificate is checked against the system's roots unless --cert-hash or
+    /// --discover is given.
+    #[arg(long, conflicts_with_all = ["text", "http1"])]
+    webtransport: bool,
+
+    /// With --webtransport: accept the server certificate whose SHA-256 hash is HEX (64 hex
+    /// digits, colons allowed; repeatable), as for a development certificate.
+    #[arg(long = "cert-hash", value_name = "HEX", requires = "webtransport")]
+    cert_hashes: Vec<String>,
+
+    /// With --webtransport: ADDR is the gateway's HTTP address (http://HOST:PORT or
+    /// https://HOST:PORT); the session URL and the certificate hashes are read from its
+    /// /.well-known/weir/webtransport (as `weir demo --webtransport-listen` publishes).
+    #[arg(long, requires = "webtransport", conflicts_with = "cert_hashes")]
+    discover: bool,
 }
 
 /// How raw messages are written.
@@ -123,6 +156,9 @@ enum Schema {
 /// Runs `weir call`.
 pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
     let method_path = args.method.trim_start_matches('/').to_owned();
+    let options = call_options(&args)?;
+    // The gRPC-Web client: for the call, and for server reflection (which, with
+    // --webtransport, is asked over gRPC-Web when --discover names the gateway's HTTP address).
     let base = if args.addr.contains("://") {
         args.addr.clone()
     } else {
@@ -137,22 +173,12 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
         .mode(if args.text { Mode::Text } else { Mode::Binary })
         .build()
         .map_err(|e| e.to_string())?;
-    let mut options = CallOptions::new();
-    for header in &args.headers {
-        let (key, value) = header
-            .split_once(':')
-            .ok_or_else(|| format!("-H {header:?}: expected KEY:VALUE"))?;
-        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-        options = if key.ends_with("-bin") {
-            let bytes = decode_base64(value).map_err(|e| format!("-H {key}: {e}"))?;
-            options.binary_metadata(&key, &bytes)
-        } else {
-            options.metadata(&key, value)
-        };
-    }
-    if let Some(timeout) = args.timeout {
-        options = options.timeout(timeout);
-    }
+    // The WebTransport session's address first: with --discover, an unreachable gateway is
+    // reported as such rather than as a failed reflection call.
+    let wt_target = match args.webtransport {
+        true => Some(wt::Target::resolve(&args).await?),
+        false => None,
+    };
     let schema = match args.raw {
         Some(encoding) => Schema::Raw(encoding),
         None => Schema::Typed(find_method(
@@ -160,7 +186,6 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
             &method_path,
         )?),
     };
-
     // Requests: from --data at once, or from stdin as they are read.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(16);
     let single = match &schema {
@@ -171,9 +196,9 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
         Schema::Raw(e) => InputSchema::Raw(*e),
         Schema::Typed(m) => InputSchema::Typed(m.input()),
     };
-    match args.data {
+    match args.data.as_deref() {
         Some(data) => {
-            let mut messages = parse_messages(&data, &input_schema);
+            let mut messages = parse_messages(data, &input_schema);
             if messages.is_empty() {
                 // `-d ''`: one empty message (the default message of any type).
                 messages.push(Ok(Bytes::new()));
@@ -196,17 +221,20 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
         Schema::Raw(e) => OutputSchema::Raw(*e),
     };
 
+    if let Some(target) = wt_target {
+        return wt::run(
+            target,
+            &method_path,
+            single,
+            rx,
+            &output,
+            &options,
+            args.verbose,
+        )
+        .await;
+    }
     let mut call = if single {
-        // One request: read it (an empty input is the default message), then call.
-        let message = match rx.next().await {
-            Some(message) => message?,
-            None => Bytes::new(),
-        };
-        if rx.next().await.is_some() {
-            return Err(format!(
-                "{method_path} takes one request message, but more were given"
-            ));
-        }
+        let message = single_request(&mut rx, &method_path).await?;
         client
             .server_streaming(&method_path, message, options)
             .await
@@ -238,6 +266,45 @@ pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
     print_responses(&mut call, &output, args.verbose).await
 }
 
+/// The metadata (`-H`) and deadline of the call.
+fn call_options(args: &CallArgs) -> Result<CallOptions, String> {
+    let mut options = CallOptions::new();
+    for header in &args.headers {
+        let (key, value) = header
+            .split_once(':')
+            .ok_or_else(|| format!("-H {header:?}: expected KEY:VALUE"))?;
+        let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+        options = if key.ends_with("-bin") {
+            let bytes = decode_base64(value).map_err(|e| format!("-H {key}: {e}"))?;
+            options.binary_metadata(&key, &bytes)
+        } else {
+            options.metadata(&key, value)
+        };
+    }
+    if let Some(timeout) = args.timeout {
+        options = options.timeout(timeout);
+    }
+    Ok(options)
+}
+
+/// The one request of a unary or server-streaming call (an empty input is the default
+/// message).
+async fn single_request(
+    rx: &mut futures_util::stream::BoxStream<'static, Result<Bytes, String>>,
+    method_path: &str,
+) -> Result<Bytes, String> {
+    let message = match rx.next().await {
+        Some(message) => message?,
+        None => Bytes::new(),
+    };
+    if rx.next().await.is_some() {
+        return Err(format!(
+            "{method_path} takes one request message, but more were given"
+        ));
+    }
+    Ok(message)
+}
+
 enum InputSchema {
     Raw(RawEncoding),
     Typed(MessageDescriptor),
@@ -259,25 +326,9 @@ async fn print_responses(
     output: &OutputSchema,
     verbose: bool,
 ) -> Result<(), String> {
-    let mut stdout = std::io::stdout();
     loop {
         match call.message().await {
-            Ok(Some(bytes)) => {
-                let line = match output {
-                    OutputSchema::Raw(RawEncoding::Hex) => hex(&bytes),
-                    OutputSchema::Raw(RawEncoding::Base64) => {
-                        base64::engine::general_purpose::STANDARD.encode(&bytes)
-                    }
-                    OutputSchema::Typed(desc) => {
-                        let message = DynamicMessage::decode(desc.clone(), bytes)
-                            .map_err(|e| format!("cannot decode a response message: {e}"))?;
-                        serde_json::to_string(&message).map_err(|e| e.to_string())?
-                    }
-                };
-                writeln!(stdout, "{line}")
-                    .and_then(|()| stdout.flush())
-                    .map_err(|e| format!("stdout: {e}"))?;
-            }
+            Ok(Some(bytes)) => print_message(bytes, output)?,
             Ok(None) => {
                 if verbose {
                     if let Some(trailers) = call.trailers() {
@@ -292,9 +343,38 @@ async fn print_responses(
     }
 }
 
+/// Writes one response message on stdout, as JSON or raw, on a line of its own.
+fn print_message(bytes: Bytes, output: &OutputSchema) -> Result<(), String> {
+    let line = match output {
+        OutputSchema::Raw(RawEncoding::Hex) => hex(&bytes),
+        OutputSchema::Raw(RawEncoding::Base64) => {
+            base64::engine::general_purpose::STANDARD.encode(&bytes)
+        }
+        OutputSchema::Typed(desc) => {
+            let message = DynamicMessage::decode(desc.clone(), bytes)
+                .map_err(|e| format!("cannot decode a response message: {e}"))?;
+            serde_json::to_string(&message).map_err(|e| e.to_string())?
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
 fn status_error(status: &Status, verbose: bool) -> String {
+    call_failed(status, Some(status.metadata()), verbose)
+}
+
+/// The error of a call that ended with `status` (printed on stderr, exit status 1), after
+/// its `trailers` with -v.
+fn call_failed(
+    status: &dyn std::fmt::Display,
+    trailers: Option<&http::HeaderMap>,
+    verbose: bool,
+) -> String {
     if verbose {
-        eprint_block("trailers", status.metadata());
+        eprint_block("trailers", trailers.unwrap_or(&http::HeaderMap::new()));
     }
     format!("call failed: {status}")
 }
@@ -357,14 +437,14 @@ async fn load_pool(
     method_path: &str,
 ) -> Result<DescriptorPool, String> {
     if args.descriptor_sets.is_empty() && args.protos.is_empty() {
-        return crate::reflection::schema(
-            client,
-            options,
-            method_path,
-            !args.no_reflection,
-            args.verbose,
-        )
-        .await;
+        let skip = if args.no_reflection {
+            Some("--no-reflection")
+        } else if args.webtransport && !args.discover {
+            Some("not asked over WebTransport; --discover names an HTTP address to ask")
+        } else {
+            None
+        };
+        return crate::reflection::schema(client, options, method_path, skip, args.verbose).await;
     }
     let mut pool = DescriptorPool::new();
     for path in &args.descriptor_sets {

@@ -104,7 +104,11 @@ pub(crate) async fn run(
                     .max(config.limits.max_response_message_size),
             )
             .max_header_block(config.limits.max_header_list_size as usize)
-            .own_http_ports(own_ports.clone());
+            .own_http_ports(own_ports.clone())
+            // Sessions close as their calls end; at the end of the grace period the drain
+            // token ends the calls still open with UNAVAILABLE, whose trailers get a moment
+            // to reach clients before the last sessions are closed.
+            .shutdown_grace(config.timeouts.shutdown_grace + FLUSH_TIME);
         let server = WebTransportServer::bind(wt.address, identity, wt_config)
             .map_err(|e| format!("webtransport {}: cannot listen: {e}", wt.address))?;
         let hashes = server.certificate_hashes();
@@ -160,14 +164,8 @@ pub(crate) async fn run(
         }
     }
     if let Some((server, _)) = webtransport {
-        // Sessions end with the grace period: when the drain token fires, calls still open end
-        // with UNAVAILABLE trailers, which get a moment to reach clients before the sessions
-        // close.
-        let drained = drain.clone();
-        let stop = async move {
-            drained.cancelled().await;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        };
+        // With its shutdown grace (above): a listener without open calls stops at once.
+        let stop = stop.clone().cancelled_owned();
         let grpc = grpc.clone();
         tasks.spawn(async move { server.serve(grpc, stop).await });
     }

@@ -53,7 +53,7 @@ enum Command {
     /// It is the gateway with an in-process backend: gRPC-Web and native gRPC over HTTP/1.1
     /// and cleartext HTTP/2 on one port. Stop it with Ctrl-C or SIGTERM.
     Demo(DemoArgs),
-    /// Call a gRPC-Web method: JSON (or raw bytes) in and out.
+    /// Call a gRPC-Web method (or one over WebTransport): JSON (or raw bytes) in and out.
     Call(call::CallArgs),
 }
 
@@ -188,7 +188,10 @@ fn main() -> ExitCode {
                     cli.log_format.unwrap_or(config.log.format),
                     &config.log.level,
                 );
-                runtime.block_on(gateway::run(config, None, "weir serve", shutdown_signal()))
+                // The signal handlers are installed inside the runtime, before anything listens.
+                runtime.block_on(async {
+                    gateway::run(config, None, "weir serve", shutdown_signal()).await
+                })
             }
             Err(e) => Err(e),
         },
@@ -208,29 +211,39 @@ fn main() -> ExitCode {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed when this is called (within the runtime), not when the future
+/// is first polled: a signal sent as soon as the gateway announced its listeners stops it
+/// gracefully instead of killing it.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        [
+            ("Ctrl-C", signal(SignalKind::interrupt())),
+            ("SIGTERM", signal(SignalKind::terminate())),
+        ]
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            let waits = signals.map(|(what, signal)| async move {
+                match signal {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!("cannot listen for {what}: {e}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+            futures_util::future::select_all(waits.map(Box::pin)).await;
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::warn!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

@@ -72,18 +72,20 @@ pub(crate) enum Reflection {
 }
 
 /// The schema for `method_path` (`package.Service/Method`) when the user gave none: server
-/// reflection's when `reflect` and the server offers it, else the built-in `grpc.testing`
-/// one if it has the service, else an error that says what to pass. With `verbose`, where
-/// the schema came from is printed on stderr.
+/// reflection's when the server offers it (unless `skip` gives a reason not to ask), else the
+/// built-in `grpc.testing` one if it has the service, else an error that says what to pass.
+/// With `verbose`, where the schema came from is printed on stderr.
 pub(crate) async fn schema(
     client: &Client,
     options: &CallOptions,
     method_path: &str,
-    reflect: bool,
+    skip: Option<&str>,
     verbose: bool,
 ) -> Result<DescriptorPool, String> {
     let service = method_path.rsplit_once('/').map_or(method_path, |(s, _)| s);
-    let why = if reflect {
+    let why = if let Some(reason) = skip {
+        reason.to_owned()
+    } else {
         match fetch(client, options, service, Limits::DEFAULT).await {
             Ok(Reflection::Found {
                 pool,
@@ -102,8 +104,6 @@ pub(crate) async fn schema(
                 ));
             }
         }
-    } else {
-        "--no-reflection".to_owned()
     };
     let builtin =
         DescriptorPool::decode(weir_testservice::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())?;

@@ -63,7 +63,7 @@ struct Stack {
     observer: Arc<CallObserver>,
     _upstream: Option<Upstream>,
     stop: Option<oneshot::Sender<()>>,
-    _served: JoinHandle<()>,
+    served: JoinHandle<()>,
 }
 
 impl Stack {
@@ -114,7 +114,7 @@ impl Stack {
             observer,
             _upstream: upstream,
             stop: Some(stop),
-            _served: served,
+            served,
         }
     }
 
@@ -534,6 +534,230 @@ async fn closing_the_session_cancels_every_call() {
         let counts = stack.wait_for(|c| c.cancelled == 5).await;
         assert_eq!(counts.in_flight(), 0, "{kind:?}: {counts:?}");
         stack.assert_serving().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Full duplex: a call split into a sender and a receiver used from two tasks.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_calls_ping_pong_from_two_tasks() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+        let (sender, mut receiver) = start(&client, FULL_DUPLEX_CALL, HeaderMap::new())
+            .await
+            .split();
+        // The reader tells the writer what each answer was; the writer sends the next
+        // request only then, so every request after the first is written while the reader
+        // is waiting for its answer.
+        let (answers_tx, mut answers_rx) = tokio::sync::mpsc::channel::<usize>(1);
+        let exchanges = [(27_182, 31_415), (8, 9), (1_828, 2_653), (45_904, 58_979)];
+        let writer = tokio::spawn(async move {
+            let mut sender = sender;
+            for (size, answer) in exchanges {
+                sender
+                    .send(encode(&StreamingOutputCallRequest {
+                        response_parameters: params(&[answer]),
+                        payload: zeros(size),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap();
+                let got = guard("answer seen by the reader", answers_rx.recv())
+                    .await
+                    .unwrap();
+                assert_eq!(got, answer as usize, "{kind:?}");
+            }
+            sender.finish();
+        });
+        let mut answers = 0;
+        while let Some(message) = guard("next message", receiver.next_message())
+            .await
+            .unwrap()
+        {
+            let message: StreamingOutputCallResponse = decode(&message);
+            answers_tx.send(body_len(&message)).await.unwrap();
+            answers += 1;
+        }
+        guard("writer", writer).await.unwrap();
+        assert_eq!(answers, exchanges.len(), "{kind:?}");
+        assert_eq!(receiver.ended().unwrap().code(), Code::Ok, "{kind:?}");
+        assert_eq!(receiver.trailers().unwrap()["grpc-status"], "0");
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert_eq!(counts.cancelled, 0, "{kind:?}: {counts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_calls_cancel_and_fail_both_halves() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        let client = stack.client().await;
+
+        // Cancelling from the sender ends a receiver that is waiting, in another task.
+        let (mut sender, mut receiver) = start(&client, FULL_DUPLEX_CALL, HeaderMap::new())
+            .await
+            .split();
+        sender.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(
+            guard("first answer", receiver.next_message())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let reader = tokio::spawn(async move { receiver.next_message().await });
+        stack.wait_for(|c| c.started == 1).await;
+        sender.cancel();
+        let read = guard("reader", reader).await.unwrap();
+        assert_eq!(read.unwrap_err().code(), Code::Cancelled, "{kind:?}");
+        assert_eq!(
+            sender.send(encode(&echo(&[1]))).await.unwrap_err().code(),
+            Code::Cancelled
+        );
+        stack.wait_for(|c| c.cancelled == 1).await;
+
+        // Dropping both halves of an unfinished call cancels it (the sender's drop is no
+        // half-close).
+        let (mut sender, mut receiver) = start(&client, FULL_DUPLEX_CALL, HeaderMap::new())
+            .await
+            .split();
+        sender.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(
+            guard("answer", receiver.next_message())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        drop(sender);
+        drop(receiver);
+        stack.wait_for(|c| c.cancelled == 2).await;
+
+        // Dropping the receiver alone cancels the call: the sender learns it.
+        let (mut sender, mut receiver) = start(&client, FULL_DUPLEX_CALL, HeaderMap::new())
+            .await
+            .split();
+        sender.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(
+            guard("answer", receiver.next_message())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        drop(receiver);
+        assert_eq!(
+            sender.send(encode(&echo(&[1]))).await.unwrap_err().code(),
+            Code::Cancelled
+        );
+        stack.wait_for(|c| c.cancelled == 3).await;
+
+        // A sender that finished can go: the call completes.
+        let (mut sender, mut receiver) = start(&client, FULL_DUPLEX_CALL, HeaderMap::new())
+            .await
+            .split();
+        sender.send(encode(&echo(&[3]))).await.unwrap();
+        sender.finish();
+        drop(sender);
+        assert!(
+            guard("answer", receiver.next_message())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            guard("status", receiver.status()).await.code(),
+            Code::Ok,
+            "{kind:?}"
+        );
+
+        // A deadline fails both halves: the receiver waiting, the sender's next send.
+        let call = guard(
+            "call with timeout",
+            client.call_with_timeout(
+                FULL_DUPLEX_CALL,
+                HeaderMap::new(),
+                Duration::from_millis(100),
+            ),
+        )
+        .await
+        .unwrap();
+        let (mut sender, mut receiver) = call.split();
+        assert_eq!(
+            guard("status", receiver.status()).await.code(),
+            Code::DeadlineExceeded,
+            "{kind:?}"
+        );
+        assert_eq!(
+            sender.send(encode(&echo(&[1]))).await.unwrap_err().code(),
+            Code::DeadlineExceeded,
+            "{kind:?}"
+        );
+
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert!(counts.cancelled >= 3, "{kind:?}: {counts:?}");
+        stack.assert_serving().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_waits_for_open_calls_only() {
+    // A grace period far longer than the hang guard: stopping within the guard shows that
+    // the server did not wait for it.
+    let config = || WebTransportConfig::default().shutdown_grace(Duration::from_secs(3600));
+    for kind in KINDS {
+        // No call open: the server stops at once.
+        let mut stack = Stack::with(kind, config()).await;
+        let client = stack.client().await;
+        stack.assert_serving().await;
+        stack.stop.take().unwrap().send(()).unwrap();
+        guard("an idle server to stop", &mut stack.served)
+            .await
+            .unwrap();
+        let err = client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{kind:?}: {err:?}");
+
+        // A call open: it goes on, new calls and sessions are refused, and the server stops
+        // once it ended.
+        let mut stack = Stack::with(kind, config()).await;
+        let client = stack.client().await;
+        let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
+        call.send(encode(&echo(&[1]))).await.unwrap();
+        assert!(next(&mut call).await.is_some());
+        stack.stop.take().unwrap().send(()).unwrap();
+        // Calls succeed until the session saw the shutdown, then are refused.
+        let refused = guard("a call to be refused", async {
+            loop {
+                match client
+                    .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+                    .await
+                {
+                    Ok(_) => tokio::task::yield_now().await,
+                    Err(status) => break status,
+                }
+            }
+        })
+        .await;
+        assert_eq!(refused.code(), Code::Unavailable, "{kind:?}: {refused:?}");
+        assert!(
+            stack
+                .try_client(ConnectOptions::builder(&stack.url).build())
+                .await
+                .is_err()
+        );
+        assert!(!stack.served.is_finished(), "{kind:?}");
+        call.send(encode(&echo(&[2]))).await.unwrap();
+        let message: StreamingOutputCallResponse = decode(&next(&mut call).await.unwrap());
+        assert_eq!(body_len(&message), 2, "{kind:?}");
+        call.finish();
+        assert_eq!(status(&mut call).await.code(), Code::Ok, "{kind:?}");
+        guard("the server to stop after its last call", &mut stack.served)
+            .await
+            .unwrap();
+        let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+        assert_eq!(counts.cancelled, 0, "{kind:?}: {counts:?}");
     }
 }
 

@@ -119,9 +119,16 @@ where
             }
         };
         let mut calls = JoinSet::new();
+        // Once shutdown began with a grace period: when it ends.
+        let mut draining: Option<Instant> = None;
         loop {
             tokio::select! {
                 stream = connection.accept_bi() => match stream {
+                    Ok((mut send, recv)) if draining.is_some() => {
+                        // Not started: the client may retry elsewhere (§5).
+                        let _ = send.reset(code(codes::REFUSED));
+                        recv.stop(code(codes::REFUSED));
+                    }
                     Ok((send, recv)) => {
                         calls.spawn(call(send, recv, self.service.clone(), self.config.clone()));
                     }
@@ -130,11 +137,24 @@ where
                         break;
                     }
                 },
-                () = self.stop.cancelled() => {
+                () = self.stop.cancelled(), if draining.is_none() => {
+                    if self.config.shutdown_grace.is_zero() || calls.is_empty() {
+                        connection.close(VarInt::from_u32(0), b"shutting down");
+                        break;
+                    }
+                    draining = Some(Instant::now() + self.config.shutdown_grace);
+                }
+                () = until(draining) => {
+                    tracing::info!("WebTransport session closed at the end of the grace period");
                     connection.close(VarInt::from_u32(0), b"shutting down");
                     break;
                 }
-                Some(_) = calls.join_next(), if !calls.is_empty() => {}
+                Some(_) = calls.join_next(), if !calls.is_empty() => {
+                    if draining.is_some() && calls.is_empty() {
+                        connection.close(VarInt::from_u32(0), b"shutting down");
+                        break;
+                    }
+                }
             }
         }
         // The session is gone: every call still running is cancelled, which drops its

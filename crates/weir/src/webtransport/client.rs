@@ -2,8 +2,9 @@
 //! benchmarks.
 //!
 //! One [`WebTransportClient`] is one WebTransport session; each [`Call`] is one bidirectional
-//! stream on it. Messages are raw [`Bytes`] (encode them with any protobuf library), so the
-//! client serves every service and call type:
+//! stream on it, which [`Call::split`] divides into a [`CallSender`] and a [`CallReceiver`] to
+//! send and read from two tasks at once (full duplex). Messages are raw [`Bytes`] (encode them
+//! with any protobuf library), so the client serves every service and call type:
 //!
 //! ```no_run
 //! use bytes::Bytes;
@@ -23,13 +24,14 @@
 //! ```
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
 use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, FrameError, encode_header};
 use weir_codec::{timeout, trailers};
@@ -85,8 +87,8 @@ impl std::error::Error for ConnectError {
 /// gracefully; call [`close`](Self::close) for that.
 #[derive(Clone)]
 pub struct WebTransportClient {
-    // Kept so the endpoint (and its socket) lives as long as the session.
-    _endpoint: Arc<Endpoint<endpoint_side::Client>>,
+    // The endpoint (and its socket) lives as long as the session.
+    endpoint: Arc<Endpoint<endpoint_side::Client>>,
     connection: Connection,
     closed_locally: Arc<AtomicBool>,
     max_message_size: usize,
@@ -158,7 +160,7 @@ impl WebTransportClient {
             e => ConnectError::Connecting(e),
         })?;
         Ok(WebTransportClient {
-            _endpoint: Arc::new(endpoint),
+            endpoint: Arc::new(endpoint),
             connection,
             closed_locally: Arc::new(AtomicBool::new(false)),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
@@ -183,6 +185,13 @@ impl WebTransportClient {
         self.closed_locally.store(true, Ordering::SeqCst);
         self.connection
             .close(VarInt::from_u32(0), b"closed by the client");
+    }
+
+    /// Closes the session like [`close`](Self::close), and waits until the server was told
+    /// (or the connection timed out): for a process that exits right after its calls.
+    pub async fn shutdown(&self) {
+        self.close();
+        self.endpoint.wait_idle().await;
     }
 
     /// Starts a call to `path` (`/package.Service/Method`) with request `metadata`.
@@ -254,15 +263,23 @@ impl WebTransportClient {
             .map_err(|e| lost(&e))?
             .await
             .map_err(|e| lost(&e))?;
-        let mut call = Call {
-            send: Some(send),
-            recv: Some(recv),
-            decoder: FrameDecoder::new(self.max_message_size),
-            headers: None,
-            trailers: None,
-            status: None,
-            deadline,
+        let shared = Arc::new(Shared {
+            aborted: OnceLock::new(),
+            wake: CancellationToken::new(),
+            idle: Mutex::new(Some(send)),
             closed_locally: self.closed_locally.clone(),
+            deadline,
+        });
+        let mut call = Call {
+            receiver: CallReceiver {
+                recv: Some(recv),
+                decoder: FrameDecoder::new(self.max_message_size),
+                headers: None,
+                trailers: None,
+                status: None,
+                shared: shared.clone(),
+            },
+            sender: CallSender { shared },
         };
         let mut block = BytesMut::new();
         block.put_slice(b":path: ");
@@ -272,7 +289,7 @@ impl WebTransportClient {
         let mut head = BytesMut::with_capacity(5 + block.len());
         encode_header(FLAG_TRAILERS, block.len(), &mut head);
         head.put_slice(&block);
-        call.write(&mut [head.freeze()]).await?;
+        call.sender.write(&mut [head.freeze()]).await?;
         Ok(call)
     }
 }
@@ -307,19 +324,292 @@ fn wire_code(value: u32) -> VarInt {
         .unwrap_or(VarInt::from_u32(value))
 }
 
+/// What both halves of a call share: how it was aborted, if it was.
+#[derive(Debug)]
+struct Shared {
+    /// Set once, by whichever half ends the call abnormally first.
+    aborted: OnceLock<Abort>,
+    /// Cancelled when `aborted` is set, to wake the other half.
+    wake: CancellationToken,
+    /// The request side while no write is in progress (`None` once finished or reset, and
+    /// during a write): kept here so that an abort resets it at once, even when its
+    /// [`CallSender`] is idle or was dropped.
+    idle: Mutex<Option<wtransport::SendStream>>,
+    closed_locally: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+/// An abnormal end of a call: its status, and the stream error code both sides of the stream
+/// are abandoned with.
+#[derive(Debug)]
+struct Abort {
+    status: Status,
+    code: u32,
+}
+
+impl Shared {
+    /// Ends the call abnormally unless it was already; returns the abort in force.
+    fn abort(&self, status: Status, code: u32) -> &Abort {
+        let abort = self.aborted.get_or_init(|| Abort { status, code });
+        self.wake.cancel();
+        // A write in progress sees the abort when it puts the stream back (or is woken).
+        if let Some(mut send) = self.idle_stream().take() {
+            let _ = send.reset(wire_code(abort.code));
+        }
+        abort
+    }
+
+    fn idle_stream(&self) -> std::sync::MutexGuard<'_, Option<wtransport::SendStream>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lost(&self, e: &quinn::ConnectionError) -> Status {
+        if matches!(e, quinn::ConnectionError::LocallyClosed) {
+            self.closed_locally.store(true, Ordering::SeqCst);
+        }
+        session_status(&self.closed_locally, e.to_string())
+    }
+
+    fn expire(&self) -> &Abort {
+        self.abort(
+            Status::new(Code::DeadlineExceeded, "deadline exceeded (client timer)"),
+            codes::CANCEL,
+        )
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One call: a bidirectional stream carrying a request and its response, in full duplex.
+///
+/// A `Call` sends and reads from one task. To send and read at the same time — a
+/// bidirectional call whose requests depend on its responses, or that streams both ways at
+/// once — [`split`](Self::split) it into a [`CallSender`] and a [`CallReceiver`].
 ///
 /// Dropping a call that has not ended cancels it.
 #[derive(Debug)]
 pub struct Call {
-    send: Option<wtransport::SendStream>,
+    receiver: CallReceiver,
+    sender: CallSender,
+}
+
+impl Call {
+    /// Sends one request message (an uncompressed message frame).
+    ///
+    /// Fails when the call already ended, when the request side was finished or cancelled, or
+    /// when the server stopped reading (the call's status then usually follows from
+    /// [`status`](Self::status)).
+    pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
+        self.sender.send(message).await
+    }
+
+    /// Half-closes the call: sends FIN after the messages written so far.
+    pub fn finish(&mut self) {
+        self.sender.finish();
+    }
+
+    /// Cancels the call (§5): resets the request side and stops the response side with
+    /// `CANCEL`. The call then ends with `CANCELLED` unless it had ended already.
+    pub fn cancel(&mut self) {
+        self.sender.cancel();
+        self.receiver.apply_abort();
+    }
+
+    /// Waits for the response header block. Fails with the call's status when the call ended
+    /// without one (a trailers-only answer, a reset, a lost session).
+    pub async fn headers(&mut self) -> Result<&HeaderMap, Status> {
+        self.receiver.headers().await
+    }
+
+    /// The next response message; `Ok(None)` once the call ended with `OK`, `Err` with the
+    /// status once it ended otherwise (the trailers, if any, are in
+    /// [`trailers`](Self::trailers)).
+    pub async fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
+        self.receiver.next_message().await
+    }
+
+    /// Reads (and discards) the remaining messages, and returns the final status.
+    pub async fn status(&mut self) -> Status {
+        self.receiver.status().await
+    }
+
+    /// The trailer block, once the call ended with one (for a trailers-only answer, the only
+    /// header block).
+    pub fn trailers(&self) -> Option<&HeaderMap> {
+        self.receiver.trailers()
+    }
+
+    /// The final status, once the call ended.
+    pub fn ended(&self) -> Option<&Status> {
+        self.receiver.ended()
+    }
+
+    /// Splits the call into its request and response halves, to use from two tasks at once
+    /// (full duplex).
+    ///
+    /// The halves stay linked: cancelling from the [`CallSender`] ends the
+    /// [`CallReceiver`] with `CANCELLED`; a call that fails (deadline, reset, error status)
+    /// makes the sender's next or pending [`send`](CallSender::send) fail with its status.
+    /// Dropping the receiver before the call ended cancels the call, so dropping both halves
+    /// of an unfinished call cancels it. Dropping the sender alone does not half-close the
+    /// call: call [`finish`](CallSender::finish) for that.
+    ///
+    /// A ping-pong where each request is sent from one task once the previous response was
+    /// read in another:
+    ///
+    /// ```no_run
+    /// use bytes::Bytes;
+    /// use http::HeaderMap;
+    /// use weir::webtransport::client::WebTransportClient;
+    ///
+    /// # async fn run(client: WebTransportClient) -> Result<(), weir::Status> {
+    /// let call = client
+    ///     .call("/grpc.testing.TestService/FullDuplexCall", HeaderMap::new())
+    ///     .await?;
+    /// let (mut sender, mut receiver) = call.split();
+    /// let (read_tx, mut read_rx) = tokio::sync::mpsc::channel::<()>(1);
+    /// let requests = tokio::spawn(async move {
+    ///     for _ in 0..3 {
+    ///         sender.send(Bytes::new()).await?;
+    ///         // Wait until the reader saw the answer.
+    ///         if read_rx.recv().await.is_none() {
+    ///             break;
+    ///         }
+    ///     }
+    ///     sender.finish();
+    ///     Ok::<_, weir::Status>(())
+    /// });
+    /// while let Some(message) = receiver.next_message().await? {
+    ///     println!("{} bytes", message.len());
+    ///     let _ = read_tx.send(()).await;
+    /// }
+    /// # let _ = requests.await; Ok(()) }
+    /// ```
+    pub fn split(self) -> (CallSender, CallReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+/// The request half of a [`Call`] (see [`Call::split`]): sends messages, finishes or cancels.
+///
+/// Dropping it without [`finish`](Self::finish) does not half-close the call: a request cut
+/// short must not pass for a complete one. The request side then stays open until the call
+/// ends, and is reset if the call is cancelled or fails (dropping the [`CallReceiver`] of an
+/// unfinished call cancels it).
+#[derive(Debug)]
+pub struct CallSender {
+    shared: Arc<Shared>,
+}
+
+/// How a write ended.
+enum Written {
+    Done(Result<(), WriteError>),
+    Aborted,
+    Expired,
+}
+
+impl CallSender {
+    /// Sends one request message (an uncompressed message frame).
+    ///
+    /// Fails when the call already failed or was cancelled (with its status), when the
+    /// request side was finished, or when the server stopped reading. A pending send is
+    /// interrupted when the call fails meanwhile.
+    pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
+        let mut head = BytesMut::with_capacity(5);
+        encode_header(0, message.len(), &mut head);
+        self.write(&mut [head.freeze(), message]).await
+    }
+
+    fn aborted(&self) -> Option<Status> {
+        self.shared.aborted.get().map(|abort| abort.status.clone())
+    }
+
+    async fn write(&mut self, chunks: &mut [Bytes]) -> Result<(), Status> {
+        let shared = &self.shared;
+        let taken = shared.idle_stream().take();
+        let Some(mut send) = taken else {
+            return Err(self.aborted().unwrap_or_else(|| {
+                Status::new(Code::FailedPrecondition, "the request stream is finished")
+            }));
+        };
+        let written = tokio::select! {
+            biased;
+            () = shared.wake.cancelled() => Written::Aborted,
+            () = until(shared.deadline) => Written::Expired,
+            written = send.quic_stream_mut().write_all_chunks(chunks) => Written::Done(written),
+        };
+        let failed = match written {
+            Written::Done(Ok(())) => {
+                let mut idle = shared.idle_stream();
+                match shared.aborted.get() {
+                    // Aborted meanwhile: the abort found no stream to reset.
+                    Some(abort) => {
+                        let _ = send.reset(wire_code(abort.code));
+                    }
+                    None => *idle = Some(send),
+                }
+                return Ok(());
+            }
+            Written::Done(Err(e)) => {
+                // The stream is unusable; it is dropped.
+                return Err(match e {
+                    WriteError::Stopped(code) => Status::new(
+                        status_for_stream_code(code.into_inner()),
+                        format!("the server stopped reading the request (code {code})"),
+                    ),
+                    WriteError::ConnectionLost(e) => shared.lost(&e),
+                    e => Status::new(Code::Cancelled, format!("request stream closed: {e}")),
+                });
+            }
+            Written::Aborted => shared.aborted.get(),
+            Written::Expired => Some(shared.expire()),
+        };
+        match failed {
+            Some(abort) => {
+                let _ = send.reset(wire_code(abort.code));
+                Err(abort.status.clone())
+            }
+            None => Err(Status::new(Code::Internal, "the call was aborted")),
+        }
+    }
+
+    /// Half-closes the call: sends FIN after the messages written so far.
+    pub fn finish(&mut self) {
+        if let Some(mut send) = self.shared.idle_stream().take() {
+            let _ = send.quic_stream_mut().finish();
+        }
+    }
+
+    /// Cancels the call (§5): resets the request side, and the [`CallReceiver`] stops the
+    /// response side and ends with `CANCELLED` (unless the call had ended already).
+    pub fn cancel(&mut self) {
+        self.shared.abort(
+            Status::new(Code::Cancelled, "cancelled by the client"),
+            codes::CANCEL,
+        );
+    }
+}
+
+/// The response half of a [`Call`] (see [`Call::split`]): reads the header block, the
+/// messages, the status and the trailers.
+///
+/// Dropping it before the call ended cancels the call.
+#[derive(Debug)]
+pub struct CallReceiver {
     recv: Option<wtransport::RecvStream>,
     decoder: FrameDecoder,
     headers: Option<HeaderMap>,
     trailers: Option<HeaderMap>,
     status: Option<Status>,
-    deadline: Option<Instant>,
-    closed_locally: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 /// What reading the response produced.
@@ -331,106 +621,50 @@ enum Event {
     End,
 }
 
-impl Call {
-    /// Sends one request message (an uncompressed message frame).
-    ///
-    /// Fails when the call already ended, when the request side was finished or cancelled, or
-    /// when the server stopped reading (the call's status then usually follows from
-    /// [`status`](Self::status)).
-    pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
-        let mut head = BytesMut::with_capacity(5);
-        encode_header(0, message.len(), &mut head);
-        self.write(&mut [head.freeze(), message]).await
+/// How a read ended.
+enum Read {
+    Done(Result<Option<wtransport::quinn::Chunk>, ReadError>),
+    Aborted,
+    Expired,
+}
+
+impl CallReceiver {
+    /// Ends the call with `status` unless it ended already: aborts it (the sender resets the
+    /// request side) and stops the response side with `code`.
+    fn fail(&mut self, status: Status, code: u32) {
+        if self.status.is_some() {
+            return;
+        }
+        self.shared.abort(status, code);
+        self.apply_abort();
     }
 
-    async fn write(&mut self, chunks: &mut [Bytes]) -> Result<(), Status> {
-        let Some(send) = self.send.as_mut() else {
-            return Err(self.status.clone().unwrap_or_else(|| {
-                Status::new(Code::FailedPrecondition, "the request stream is finished")
-            }));
+    /// Takes over the call's abort, if any, as the end of the response.
+    fn apply_abort(&mut self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        let Some(abort) = self.shared.aborted.get() else {
+            return false;
         };
-        let written = match self.deadline {
-            Some(deadline) => {
-                match tokio::time::timeout_at(
-                    deadline,
-                    send.quic_stream_mut().write_all_chunks(chunks),
-                )
-                .await
-                {
-                    Ok(written) => written,
-                    Err(_) => return Err(self.expire()),
-                }
-            }
-            None => send.quic_stream_mut().write_all_chunks(chunks).await,
-        };
-        written.map_err(|e| match e {
-            WriteError::Stopped(code) => Status::new(
-                status_for_stream_code(code.into_inner()),
-                format!("the server stopped reading the request (code {code})"),
-            ),
-            WriteError::ConnectionLost(e) => self.lost(&e),
-            e => Status::new(Code::Cancelled, format!("request stream closed: {e}")),
-        })
-    }
-
-    /// Half-closes the call: sends FIN after the messages written so far.
-    pub fn finish(&mut self) {
-        if let Some(mut send) = self.send.take() {
-            let _ = send.quic_stream_mut().finish();
-        }
-    }
-
-    /// Cancels the call (§5): resets the request side and stops the response side with
-    /// `CANCEL`. The call then ends with `CANCELLED` unless it had ended already.
-    pub fn cancel(&mut self) {
-        self.abandon(codes::CANCEL);
-        if self.status.is_none() {
-            self.status = Some(Status::new(Code::Cancelled, "cancelled by the client"));
-        }
-    }
-
-    fn abandon(&mut self, code: u32) {
-        if let Some(mut send) = self.send.take() {
-            let _ = send.reset(wire_code(code));
-        }
         if let Some(recv) = self.recv.take() {
-            recv.stop(wire_code(code));
+            recv.stop(wire_code(abort.code));
         }
-    }
-
-    fn lost(&self, e: &quinn::ConnectionError) -> Status {
-        if matches!(e, quinn::ConnectionError::LocallyClosed) {
-            self.closed_locally.store(true, Ordering::SeqCst);
-        }
-        session_status(&self.closed_locally, e.to_string())
-    }
-
-    /// The local deadline passed: cancel, end with `DEADLINE_EXCEEDED`.
-    fn expire(&mut self) -> Status {
-        self.abandon(codes::CANCEL);
-        self.end(Status::new(
-            Code::DeadlineExceeded,
-            "deadline exceeded (client timer)",
-        ))
-    }
-
-    /// Ends the call with `status` unless it ended already; returns the final status.
-    fn end(&mut self, status: Status) -> Status {
-        self.status.get_or_insert(status).clone()
+        self.status = Some(abort.status.clone());
+        true
     }
 
     /// A protocol violation by the server: the call fails with `INTERNAL`.
-    fn violation(&mut self, what: impl std::fmt::Display) -> Status {
-        self.abandon(codes::PROTOCOL_ERROR);
-        self.end(Status::new(
-            Code::Internal,
-            format!("protocol error: {what}"),
-        ))
+    fn violation(&mut self, what: impl std::fmt::Display) {
+        self.fail(
+            Status::new(Code::Internal, format!("protocol error: {what}")),
+            codes::PROTOCOL_ERROR,
+        );
     }
 
     /// Reads the next frame, handling header blocks; ends the call on any failure.
     async fn read_event(&mut self) -> Event {
-        if self.status.is_some() {
+        if self.apply_abort() {
             return Event::End;
         }
         loop {
@@ -469,11 +703,10 @@ impl Call {
                 },
                 Ok(None) => {}
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    self.abandon(codes::CANCEL);
-                    self.end(Status::new(
-                        Code::ResourceExhausted,
-                        format!("response {e}"),
-                    ));
+                    self.fail(
+                        Status::new(Code::ResourceExhausted, format!("response {e}")),
+                        codes::CANCEL,
+                    );
                     return Event::End;
                 }
                 Err(e) => {
@@ -481,23 +714,31 @@ impl Call {
                     return Event::End;
                 }
             }
+            let shared = self.shared.clone();
             let Some(recv) = self.recv.as_mut() else {
-                self.end(Status::new(
-                    Code::Cancelled,
-                    "the response stream was closed",
-                ));
+                self.fail(
+                    Status::new(Code::Cancelled, "the response stream was closed"),
+                    codes::CANCEL,
+                );
                 return Event::End;
             };
-            let read = recv.quic_stream_mut().read_chunk(64 * 1024, true);
-            let read = match self.deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(read) => read,
-                    Err(_) => {
-                        self.expire();
-                        return Event::End;
-                    }
-                },
-                None => read.await,
+            let read = tokio::select! {
+                biased;
+                () = shared.wake.cancelled() => Read::Aborted,
+                () = until(shared.deadline) => Read::Expired,
+                read = recv.quic_stream_mut().read_chunk(64 * 1024, true) => Read::Done(read),
+            };
+            let read = match read {
+                Read::Done(read) => read,
+                Read::Aborted => {
+                    self.apply_abort();
+                    return Event::End;
+                }
+                Read::Expired => {
+                    shared.expire();
+                    self.apply_abort();
+                    return Event::End;
+                }
             };
             match read {
                 Ok(Some(chunk)) => self.decoder.push(chunk.bytes),
@@ -510,29 +751,31 @@ impl Call {
                             "the response stream ended without a trailer block",
                         ),
                     };
-                    self.abandon(codes::CANCEL);
-                    self.end(status);
+                    self.fail(status, codes::CANCEL);
                     return Event::End;
                 }
                 Err(ReadError::Reset(code)) => {
                     self.recv = None;
-                    self.abandon(codes::CANCEL);
-                    self.end(Status::new(
-                        status_for_stream_code(code.into_inner()),
-                        format!("the server reset the call (code {code})"),
-                    ));
+                    self.fail(
+                        Status::new(
+                            status_for_stream_code(code.into_inner()),
+                            format!("the server reset the call (code {code})"),
+                        ),
+                        codes::CANCEL,
+                    );
                     return Event::End;
                 }
                 Err(ReadError::ConnectionLost(e)) => {
-                    let status = self.lost(&e);
-                    self.send = None;
                     self.recv = None;
-                    self.end(status);
+                    let status = shared.lost(&e);
+                    self.fail(status, codes::CANCEL);
                     return Event::End;
                 }
                 Err(e) => {
-                    self.abandon(codes::CANCEL);
-                    self.end(Status::new(Code::Internal, format!("response stream: {e}")));
+                    self.fail(
+                        Status::new(Code::Internal, format!("response stream: {e}")),
+                        codes::CANCEL,
+                    );
                     return Event::End;
                 }
             }
@@ -557,17 +800,16 @@ impl Call {
             None => Status::new(Code::Internal, "trailer block without grpc-status"),
         };
         self.trailers = Some(block);
-        // The response is complete: nothing more to read; the request side, if still open,
-        // is of no use to the server any more.
+        // The response is complete: nothing more to read. On an error status the request
+        // side, if still open, is of no use to the server any more: the sender resets it.
         if let Some(recv) = self.recv.take() {
             recv.stop(wire_code(codes::CANCEL));
         }
-        if status.code() != Code::Ok
-            && let Some(mut send) = self.send.take()
-        {
-            let _ = send.reset(wire_code(codes::CANCEL));
+        if status.code() == Code::Ok {
+            self.status = Some(status);
+        } else {
+            self.fail(status, codes::CANCEL);
         }
-        self.end(status);
     }
 
     /// Waits for the response header block. Fails with the call's status when the call ended
@@ -619,16 +861,20 @@ impl Call {
         self.trailers.as_ref()
     }
 
-    /// The final status, once the call ended.
+    /// The final status, once the call ended (including by a cancellation from the
+    /// [`CallSender`] not read yet).
     pub fn ended(&self) -> Option<&Status> {
-        self.status.as_ref()
+        self.status
+            .as_ref()
+            .or_else(|| self.shared.aborted.get().map(|abort| &abort.status))
     }
 }
 
-impl Drop for Call {
+impl Drop for CallReceiver {
     fn drop(&mut self) {
-        if self.status.is_none() {
-            self.abandon(codes::CANCEL);
-        }
+        self.fail(
+            Status::new(Code::Cancelled, "the response receiver was dropped"),
+            codes::CANCEL,
+        );
     }
 }

@@ -73,6 +73,7 @@ pub struct WebTransportConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) rotate_every: Duration,
     pub(crate) own_ports: Vec<u16>,
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl Default for WebTransportConfig {
@@ -89,6 +90,7 @@ impl Default for WebTransportConfig {
             idle_timeout: Duration::from_secs(60),
             rotate_every: Duration::from_secs(12 * 24 * 3600),
             own_ports: Vec::new(),
+            shutdown_grace: Duration::ZERO,
         }
     }
 }
@@ -150,6 +152,24 @@ impl WebTransportConfig {
     pub fn keep_alive(mut self, interval: Duration, idle_timeout: Duration) -> Self {
         self.keep_alive = interval;
         self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// How long open calls may go on after shutdown begins (default: none, every session is
+    /// closed at once). Meanwhile new sessions are refused, new calls on open sessions are
+    /// refused with `REFUSED` (the client sees `UNAVAILABLE` and may retry elsewhere), and each
+    /// session closes as soon as its last call ended: a server without open calls stops at
+    /// once. Sessions still open when the grace period ends are closed, which cancels their
+    /// calls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let config = weir::webtransport::WebTransportConfig::default()
+    ///     .shutdown_grace(Duration::from_secs(30));
+    /// # let _ = config;
+    /// ```
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -235,7 +255,8 @@ impl WebTransportServer {
     }
 
     /// Accepts sessions until `shutdown` completes; then closes every session (which cancels
-    /// their calls) and returns.
+    /// their calls) and returns. With a [`shutdown_grace`](WebTransportConfig::shutdown_grace),
+    /// sessions are closed as their calls end instead, within that time.
     pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()>)
     where
         S: Service<Request<BoxBody>, Response = Response<BoxBody>> + Clone + Send + 'static,
@@ -276,6 +297,16 @@ impl WebTransportServer {
             while tasks.try_join_next().is_some() {}
         }
         stop.cancel();
+        if !self.config.shutdown_grace.is_zero() {
+            // Each session closes once its calls ended (or at the end of the grace period);
+            // connections that arrive meanwhile are refused.
+            loop {
+                tokio::select! {
+                    incoming = self.endpoint.accept() => incoming.refuse(),
+                    joined = tasks.join_next() => if joined.is_none() { break },
+                }
+            }
+        }
         self.endpoint.close(VarInt::from_u32(0), b"shutting down");
         while tasks.join_next().await.is_some() {}
         self.endpoint.wait_idle().await;
