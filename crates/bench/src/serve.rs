@@ -5,18 +5,25 @@
 //! from `/proc/PID/status`. A server prints `listening on http://ADDR`, then one line
 //! `cancelled MICROS` (wall clock, µs since the Unix epoch) each time a TestService handler
 //! sees a call cancelled.
+//!
+//! With `WEIR_BENCH_WEBTRANSPORT=1` in its environment, `weir-layer` also serves the same
+//! TestService over WebTransport (HTTP/3, development certificate, any page origin) and prints
+//! `webtransport on URL sha-256 HEX` after its `listening on` line: the browser benchmark
+//! (`web/bench`) reads it. Off by default, so the other sections measure the layer alone.
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 use tower_layer::Layer as _;
 use weir::Cors;
 use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::Server;
+use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 use weir_testservice::{CallObserver, TestServiceImpl};
 
 /// The server kinds.
@@ -61,6 +68,24 @@ fn report_cancellations(observer: Arc<CallObserver>) {
     });
 }
 
+/// Serves `routes` over WebTransport on a UDP port of loopback, in a task of its own.
+fn serve_webtransport(routes: tonic::service::Routes, cors: Cors) -> Result<(), String> {
+    let identity = ServerIdentity::development().map_err(|e| format!("webtransport: {e}"))?;
+    let config = WebTransportConfig::default().cors(cors);
+    let server = WebTransportServer::bind(([127, 0, 0, 1], 0).into(), identity, config)
+        .map_err(|e| format!("webtransport: cannot listen: {e}"))?;
+    say(&format!(
+        "webtransport on {} sha-256 {}",
+        server.url("127.0.0.1"),
+        server.certificate_hashes().hex().join(",")
+    ));
+    let service = routes
+        .map_request(|request: http::Request<weir::body::BoxBody>| request)
+        .map_response(|response| response.map(weir::body::boxed));
+    tokio::spawn(server.serve(service, std::future::pending()));
+    Ok(())
+}
+
 pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -81,6 +106,9 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
     match kind {
         Kind::WeirLayer => {
             report_cancellations(observer.clone());
+            if std::env::var_os("WEIR_BENCH_WEBTRANSPORT").is_some_and(|v| v == "1") {
+                serve_webtransport(routes(), cors.clone())?;
+            }
             let service = GrpcWebLayer::new().cors(cors).layer(routes());
             server.serve(listener, service, stop).await;
         }

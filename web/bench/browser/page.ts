@@ -5,7 +5,7 @@ import { GrpcWebClientBase, MethodDescriptor, MethodType } from "grpc-web";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { createFetchTransport, createXhrTransport } from "@weir/client";
+import { createFetchTransport, createWebTransportTransport, createXhrTransport } from "@weir/client";
 import { TestService } from "../../interop/src/gen/grpc/testing/test_pb.js";
 import {
   StreamingOutputCallRequestSchema,
@@ -14,7 +14,13 @@ import {
   type StreamingOutputCallResponse,
 } from "../../interop/src/gen/grpc/testing/messages_pb.js";
 
-export type Contender = "grpc-web-text" | "connect-web" | "weir-fetch" | "weir-xhr";
+export type Contender = "grpc-web-text" | "connect-web" | "weir-fetch" | "weir-xhr" | "weir-webtransport";
+
+/** Where the server is: its gRPC-Web base URL, and its WebTransport session (if it serves one). */
+export interface Target {
+  baseUrl: string;
+  webtransport?: { url: string; sha256: string[] };
+}
 
 export interface Result {
   ok: boolean;
@@ -28,7 +34,7 @@ export interface Result {
 
 declare global {
   interface Window {
-    bench: { run(contender: Contender, baseUrl: string, count: number, size: number): Promise<Result> };
+    bench: { run(contender: Contender, target: Target, count: number, size: number): Promise<Result> };
   }
   interface Performance {
     memory?: { usedJSHeapSize: number };
@@ -68,7 +74,8 @@ async function viaConnect(transport: Transport, req: StreamingOutputCallRequest,
   for await (const _ of client.streamingOutputCall(req)) onMessage();
 }
 
-function transportFor(contender: Contender, baseUrl: string): Transport {
+function transportFor(contender: Contender, target: Target): Transport {
+  const { baseUrl, webtransport } = target;
   switch (contender) {
     case "connect-web":
       return createGrpcWebTransport({ baseUrl, useBinaryFormat: true });
@@ -76,13 +83,19 @@ function transportFor(contender: Contender, baseUrl: string): Transport {
       return createFetchTransport({ baseUrl, format: "binary" });
     case "weir-xhr":
       return createXhrTransport({ baseUrl, format: "binary" });
+    case "weir-webtransport":
+      if (webtransport === undefined) throw new Error("the server serves no WebTransport");
+      return createWebTransportTransport({
+        url: webtransport.url,
+        serverCertificateHashes: webtransport.sha256.map((value) => ({ algorithm: "sha-256", value })),
+      });
     default:
       throw new Error(`no transport for ${contender}`);
   }
 }
 
 window.bench = {
-  async run(contender, baseUrl, count, size) {
+  async run(contender, target, count, size) {
     const req = request(count, size);
     let messages = 0;
     const heapBefore = heap();
@@ -93,8 +106,8 @@ window.bench = {
     };
     const start = performance.now();
     try {
-      if (contender === "grpc-web-text") await viaGrpcWeb(baseUrl, req, onMessage);
-      else await viaConnect(transportFor(contender, baseUrl), req, onMessage);
+      if (contender === "grpc-web-text") await viaGrpcWeb(target.baseUrl, req, onMessage);
+      else await viaConnect(transportFor(contender, target), req, onMessage);
     } catch (e) {
       return { ok: false, error: String(e), messages, ms: performance.now() - start, heapBefore, heapPeak, heapAfter: heap() };
     }
