@@ -215,7 +215,8 @@ async function main(): Promise<void> {
   try {
     // Repetition 0 warms up; the contenders take turns within each repetition.
     for (let rep = 0; rep <= REPS; rep++) {
-      for (const entry of entries) {
+      // Every other repetition in reverse order, so no contender always runs right after another.
+      for (const entry of rep % 2 === 0 ? entries : [...entries].reverse()) {
         if (!runnable(entry)) continue;
         const count = rep === 0 ? Math.max(1, COUNT / 10) : COUNT;
         const { result } = await runOnce(browser, pages.origin, entry, server.target, count);

@@ -37,6 +37,18 @@ function shortModule(path: string): string {
   return `${pkg} ${file.join("/")}`;
 }
 
+/** Whose code a module is: the client libraries, protobuf, the page, the engine. */
+function group(mod: string): string {
+  if (mod.startsWith("client/src/")) return "@weir/client";
+  if (mod.startsWith("@connectrpc/connect-web")) return "@connectrpc/connect-web";
+  if (mod.startsWith("@connectrpc/connect")) return "@connectrpc/connect (client, call runner)";
+  if (mod.startsWith("@bufbuild/protobuf")) return "@bufbuild/protobuf (encode request, decode messages)";
+  if (mod.startsWith("grpc-web")) return "grpc-web";
+  if (mod.startsWith("browser/") || mod.startsWith("interop/")) return "benchmark page";
+  if (mod === "(garbage collector)") return mod;
+  return "engine: (program), built-ins, other";
+}
+
 const ms = (us: number) => (us / 1000).toFixed(1);
 const pct = (us: number, total: number) => `${((us / total) * 100).toFixed(1)}%`;
 
@@ -86,7 +98,11 @@ export function summarize(profile: CpuProfile, bundle: string, top = 12): string
     }
   }
   const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
-  const out = [`Busy (non-idle) time sampled: ${ms(busy)} ms.`, "", "| module | self ms | share |", "|---|---:|---:|"];
+  const byGroup = new Map<string, number>();
+  for (const [mod, v] of selfByModule) byGroup.set(group(mod), (byGroup.get(group(mod)) ?? 0) + v);
+  const out = [`Busy (non-idle) time sampled: ${ms(busy)} ms.`, "", "| code | self ms | share |", "|---|---:|---:|"];
+  for (const [k, v] of sorted(byGroup)) out.push(`| ${k} | ${ms(v)} | ${pct(v, busy)} |`);
+  out.push("", "| module | self ms | share |", "|---|---:|---:|");
   for (const [k, v] of sorted(selfByModule).slice(0, top)) out.push(`| ${k} | ${ms(v)} | ${pct(v, busy)} |`);
   out.push("", "| function (self) | self ms | share |", "|---|---:|---:|");
   for (const [k, v] of sorted(selfByFn).slice(0, top)) out.push(`| ${k} | ${ms(v)} | ${pct(v, busy)} |`);
