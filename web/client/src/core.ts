@@ -329,9 +329,19 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
       }
     }
     // Reading stops on abort even if the wire's read() would not notice.
+    // `stopped` mirrors ctl.signal.aborted (abort listeners run at once) without a call into
+    // the DOM for every message.
+    let stopped = ctl.signal.aborted;
     const aborted = new Promise<never>((_, reject) => {
       if (ctl.signal.aborted) reject(ctl.signal.reason);
-      ctl.signal.addEventListener("abort", () => reject(ctl.signal.reason), { once: true });
+      ctl.signal.addEventListener(
+        "abort",
+        () => {
+          stopped = true;
+          reject(ctl.signal.reason);
+        },
+        { once: true },
+      );
     });
     aborted.catch(() => {});
 
@@ -373,7 +383,7 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
         validateTrailer(t, header);
       },
       check() {
-        if (ctl.signal.aborted) throw wireError(undefined, ctl.signal);
+        if (stopped) throw wireError(undefined, ctl.signal);
       },
       close() {
         watchdog?.stop();
