@@ -10,6 +10,8 @@
 //                                        web/client/src (e.g. a checkout of main), interleaved
 //     [--profile]                        then one run per contender under Chromium's CPU
 //                                        profiler; prints where the time goes (self time)
+//     [--decode]                         instead: decode only, a response body held in memory
+//                                        (fetch-based clients: weir-fetch, connect-web)
 //
 // Starts `weir-bench serve weir-layer` with its WebTransport listener (stopped at the end),
 // serves the bundled page from another origin, and prints a Markdown table on stdout.
@@ -25,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { type Browser, chromium } from "playwright-core";
-import type { Contender, Result, Target } from "../browser/page.js";
+import type { Contender, Decoder, Result, Target } from "../browser/page.js";
 import { type CpuProfile, summarize } from "./profile.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -39,6 +41,7 @@ const { values } = parseArgs({
     count: { type: "string" },
     baseline: { type: "string" },
     profile: { type: "boolean" },
+    decode: { type: "boolean" },
   },
 });
 const quick = values.quick === true;
@@ -47,6 +50,7 @@ const SIZE = 10;
 const REPS = values.reps !== undefined ? Number(values.reps) : quick ? 1 : 5;
 const ALL: Contender[] = ["grpc-web-text", "connect-web", "weir-fetch", "weir-xhr", "weir-webtransport"];
 const WEIR: Contender[] = ["weir-fetch", "weir-xhr", "weir-webtransport"];
+const DECODERS: Decoder[] = ["connect-web", "weir-fetch"];
 
 /** One column of the table: a contender, on the page built from this tree or the baseline's. */
 interface Entry {
@@ -185,6 +189,64 @@ async function runOnce(
   }
 }
 
+/**
+ * Decode only: each repetition opens a page per entry (taking turns) and decodes the in-memory
+ * body ROUNDS times; the first round of a page warms up. Prints the table.
+ */
+async function decodeOnly(browser: Browser, origin: string, scripts: Map<string, string>, entries: Entry[]): Promise<void> {
+  const ROUNDS = 6;
+  const times = new Map<string, number[]>();
+  for (let rep = 0; rep < Math.max(1, REPS); rep++) {
+    for (const entry of rep % 2 === 0 ? entries : [...entries].reverse()) {
+      const context = await browser.newContext();
+      try {
+        const tab = await context.newPage();
+        await tab.goto(`${origin}/${entry.baseline ? "baseline" : ""}`, { timeout: 15_000 });
+        await tab.waitForFunction(() => typeof window.bench !== "undefined", undefined, { timeout: 15_000 });
+        const ms = await tab.evaluate(([c, n, size, rounds]) => window.bench.decode(c, n, size, rounds), [entry.contender as Decoder, COUNT, SIZE, ROUNDS] as const);
+        times.set(label(entry), [...(times.get(label(entry)) ?? []), ...ms.slice(1)]);
+      } finally {
+        await context.close();
+      }
+    }
+  }
+  const profiles: string[] = [];
+  if (values.profile === true) {
+    for (const entry of entries) {
+      const context = await browser.newContext();
+      try {
+        const tab = await context.newPage();
+        await tab.goto(`${origin}/${entry.baseline ? "baseline" : ""}`, { timeout: 15_000 });
+        await tab.waitForFunction(() => typeof window.bench !== "undefined", undefined, { timeout: 15_000 });
+        const args = [entry.contender as Decoder, COUNT, SIZE, 1] as const;
+        await tab.evaluate(([c, n, size, rounds]) => window.bench.decode(c, n, size, rounds), args);
+        const cdp = await context.newCDPSession(tab);
+        await cdp.send("Profiler.enable");
+        await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+        await cdp.send("Profiler.start");
+        const [ms] = await tab.evaluate(([c, n, size, rounds]) => window.bench.decode(c, n, size, rounds), args);
+        const { profile } = await cdp.send("Profiler.stop");
+        const script = scripts.get(entry.baseline ? "/baseline.js" : "/page.js") ?? "";
+        profiles.push(`#### ${label(entry)}, decode only (${(ms ?? Number.NaN).toFixed(0)} ms under the profiler)\n\n${summarize(profile as CpuProfile, script)}`);
+      } finally {
+        await context.close();
+      }
+    }
+  }
+  const lines = [
+    `Decode only: a response body of ${COUNT} messages of ${SIZE} bytes held in memory, handed to the client by a \`fetch\` that answers from it in 64 KiB chunks (no server, no network, no request encoding); ${Math.max(1, REPS)} pages per client, taking turns, ${ROUNDS - 1} timed rounds each after a warm-up round.`,
+    "",
+    "| client | rounds | median ms | min ms | ± (max−min over median) |",
+    "|---|---:|---:|---:|---:|",
+  ];
+  for (const entry of entries) {
+    const t = times.get(label(entry)) ?? [];
+    lines.push(`| ${label(entry)} | ${t.length} | ${median(t).toFixed(0)} | ${Math.min(...t).toFixed(0)} | ${spread(t).toFixed(0)}% |`);
+  }
+  if (profiles.length > 0) lines.push("", "### CPU profiles (self time)", "", ...profiles);
+  console.log(lines.join("\n"));
+}
+
 async function main(): Promise<void> {
   const binary = values.server;
   if (binary === undefined) throw new Error("--server <weir-bench binary> is required");
@@ -198,6 +260,23 @@ async function main(): Promise<void> {
   const entries: Entry[] = contenders.map((contender) => ({ contender, baseline: false }));
   if (values.baseline !== undefined) {
     for (const contender of contenders) if (WEIR.includes(contender)) entries.push({ contender, baseline: true });
+  }
+
+  if (values.decode === true) {
+    const decoders = entries.filter((e) => (DECODERS as Contender[]).includes(e.contender));
+    const pages = await startPages(values.baseline);
+    const browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
+      timeout: 30_000,
+    });
+    try {
+      await decodeOnly(browser, pages.origin, pages.scripts, decoders);
+    } finally {
+      await browser.close();
+      pages.close();
+    }
+    return;
   }
 
   const server = await startServer(binary);

@@ -39,7 +39,7 @@ function shortModule(path: string): string {
 
 /** Whose code a module is: the client libraries, protobuf, the page, the engine. */
 function group(mod: string): string {
-  if (mod.startsWith("client/src/")) return "@weir/client";
+  if (mod.includes("client/src/")) return "@weir/client";
   if (mod.startsWith("@connectrpc/connect-web")) return "@connectrpc/connect-web";
   if (mod.startsWith("@connectrpc/connect")) return "@connectrpc/connect (client, call runner)";
   if (mod.startsWith("@bufbuild/protobuf")) return "@bufbuild/protobuf (encode request, decode messages)";
