@@ -26,7 +26,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, type CDPSession, chromium } from "playwright-core";
 import type { Contender, Decoder, Result, Target } from "../browser/page.js";
 import { type CpuProfile, summarize } from "./profile.js";
 
@@ -159,15 +159,40 @@ const spread = (xs: number[]) => {
 };
 const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
 
+/** CPU seconds so far of each of the browser's processes, by pid, with the process type. */
+async function cpuTimes(cdp: CDPSession): Promise<Map<number, { type: string; cpu: number }>> {
+  const { processInfo } = (await cdp.send("SystemInfo.getProcessInfo" as never)) as { processInfo: { type: string; id: number; cpuTime: number }[] };
+  return new Map(processInfo.map((p) => [p.id, { type: p.type, cpu: p.cpuTime }]));
+}
+
+/** CPU milliseconds spent between two readings: by renderers, and by all processes. */
+function cpuSpent(before: Map<number, { type: string; cpu: number }>, after: Map<number, { type: string; cpu: number }>) {
+  let renderer = 0;
+  let all = 0;
+  for (const [pid, p] of after) {
+    const d = (p.cpu - (before.get(pid)?.cpu ?? 0)) * 1000;
+    all += d;
+    if (p.type === "renderer") renderer += d;
+  }
+  return { renderer, all };
+}
+
+/** What a run cost in CPU time (the browser's processes, 10 ms resolution): not inflated by waits for other processes' CPU. */
+interface Cpu {
+  renderer: number;
+  all: number;
+}
+
 /** One run of `entry` in a fresh browser context; with `profile`, under the CPU profiler. */
 async function runOnce(
   browser: Browser,
+  system: CDPSession,
   origin: string,
   entry: Entry,
   target: Target,
   count: number,
   profile = false,
-): Promise<{ result: Result; profile?: CpuProfile }> {
+): Promise<{ result: Result; cpu: Cpu; profile?: CpuProfile }> {
   const context = await browser.newContext();
   try {
     const tab = await context.newPage();
@@ -180,10 +205,12 @@ async function runOnce(
       await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
       await cdp.send("Profiler.start");
     }
+    const before = await cpuTimes(system);
     const result = await tab.evaluate(([c, t, n, size]) => window.bench.run(c, t, n, size), [entry.contender, target, count, SIZE] as const);
-    if (cdp === undefined) return { result };
+    const cpu = cpuSpent(before, await cpuTimes(system));
+    if (cdp === undefined) return { result, cpu };
     const { profile: p } = await cdp.send("Profiler.stop");
-    return { result, profile: p as CpuProfile };
+    return { result, cpu, profile: p as CpuProfile };
   } finally {
     await context.close();
   }
@@ -288,7 +315,8 @@ async function main(): Promise<void> {
     timeout: 30_000,
   });
   const runnable = (e: Entry) => e.contender !== "weir-webtransport" || server.noWebTransport === undefined;
-  const results = new Map<string, Result[]>();
+  const system = await browser.newBrowserCDPSession();
+  const results = new Map<string, (Result & { cpu: Cpu })[]>();
   const failures = new Map<string, string>();
   const profiles: string[] = [];
   try {
@@ -298,18 +326,18 @@ async function main(): Promise<void> {
       for (const entry of rep % 2 === 0 ? entries : [...entries].reverse()) {
         if (!runnable(entry)) continue;
         const count = rep === 0 ? Math.max(1, COUNT / 10) : COUNT;
-        const { result } = await runOnce(browser, pages.origin, entry, server.target, count);
+        const { result, cpu } = await runOnce(browser, system, pages.origin, entry, server.target, count);
         if (!result.ok) {
           failures.set(label(entry), result.error ?? `${result.messages} of ${count} messages`);
           continue;
         }
-        if (rep > 0) results.set(label(entry), [...(results.get(label(entry)) ?? []), result]);
+        if (rep > 0) results.set(label(entry), [...(results.get(label(entry)) ?? []), { ...result, cpu }]);
       }
     }
     if (values.profile === true) {
       for (const entry of entries) {
         if (!runnable(entry)) continue;
-        const { result, profile } = await runOnce(browser, pages.origin, entry, server.target, COUNT, true);
+        const { result, profile } = await runOnce(browser, system, pages.origin, entry, server.target, COUNT, true);
         if (profile === undefined) continue;
         const script = pages.scripts.get(entry.baseline ? "/baseline.js" : "/page.js") ?? "";
         profiles.push(`#### ${label(entry)} (${result.ms.toFixed(0)} ms under the profiler)\n\n${summarize(profile, script)}`);
@@ -325,23 +353,26 @@ async function main(): Promise<void> {
   const lines = [
     `One server stream of ${COUNT} messages of ${SIZE} bytes (StreamingOutputCall) from weir's gRPC-Web layer (HTTP/1.1, loopback) — for WebTransport, from the same TestService over weir's WebTransport listener in the same process (HTTP/3, loopback; the session is opened within the timed call) — decoded in headless Chromium (${chromiumPath}); median of ${REPS} runs after a warm-up, a fresh browser context per run. Heap: \`performance.memory.usedJSHeapSize\` (precise), peak sampled every 1000 messages, minus the value before the call.`,
     "",
-    "| client | mode | time ms | ± | messages/s | heap peak growth MiB | heap after MiB | × grpc-web time |",
-    "|---|---|---:|---:|---:|---:|---:|---:|",
+    "",
+    "CPU: CPU time of the browser's renderer processes during the call (the page's JavaScript, decoding included), and of all its processes (network service, browser, renderer), from `SystemInfo.getProcessInfo` (10 ms resolution); medians. Unlike the time, CPU time does not grow while the page waits for a core that another process holds.",
+    "",
+    "| client | mode | time ms | ± | messages/s | renderer CPU ms | ± | all processes CPU ms | heap peak growth MiB | heap after MiB | × grpc-web time |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ];
   for (const entry of entries) {
     const name = label(entry);
     const rs = results.get(name) ?? [];
     if (!runnable(entry)) {
-      lines.push(`| ${name} | ${MODES[entry.contender]} | not measured: ${server.noWebTransport} | | | | | |`);
+      lines.push(`| ${name} | ${MODES[entry.contender]} | not measured: ${server.noWebTransport} | | | | | | | | |`);
       continue;
     }
     if (rs.length === 0) {
-      lines.push(`| ${name} | ${MODES[entry.contender]} | failed: ${(failures.get(name) ?? "no result").replaceAll("|", "/")} | | | | | |`);
+      lines.push(`| ${name} | ${MODES[entry.contender]} | failed: ${(failures.get(name) ?? "no result").replaceAll("|", "/")} | | | | | | | | |`);
       continue;
     }
     const ms = median(rs.map((r) => r.ms));
     lines.push(
-      `| ${name} | ${MODES[entry.contender]} | ${ms.toFixed(0)} | ${spread(rs.map((r) => r.ms)).toFixed(0)}% | ${((COUNT / ms) * 1000).toFixed(0)} | ${mib(median(rs.map((r) => r.heapPeak - r.heapBefore)))} | ${mib(median(rs.map((r) => r.heapAfter)))} | ${Number.isNaN(reference) ? "" : (ms / reference).toFixed(2)} |`,
+      `| ${name} | ${MODES[entry.contender]} | ${ms.toFixed(0)} | ${spread(rs.map((r) => r.ms)).toFixed(0)}% | ${((COUNT / ms) * 1000).toFixed(0)} | ${median(rs.map((r) => r.cpu.renderer)).toFixed(0)} | ${spread(rs.map((r) => r.cpu.renderer)).toFixed(0)}% | ${median(rs.map((r) => r.cpu.all)).toFixed(0)} | ${mib(median(rs.map((r) => r.heapPeak - r.heapBefore)))} | ${mib(median(rs.map((r) => r.heapAfter)))} | ${Number.isNaN(reference) ? "" : (ms / reference).toFixed(2)} |`,
     );
   }
   if (failures.size > 0) lines.push("", `Failures: ${[...failures].map(([k, v]) => `${k}: ${v}`).join("; ")}`);
