@@ -64,11 +64,14 @@ fn report_cancellations(observer: Arc<CallObserver>) {
     });
 }
 
-/// A WebTransport listener on a free loopback port, announced as `webtransport URL HASH`.
-fn webtransport() -> Result<WebTransportServer, String> {
+/// A WebTransport listener on a free loopback port, announced as `webtransport URL HASH`;
+/// sessions from any origin (the browser benchmark's page) are accepted.
+fn webtransport(cors: &Cors) -> Result<WebTransportServer, String> {
     let identity = ServerIdentity::development().map_err(|e| e.to_string())?;
     // As many calls per session as the heaviest workload opens at once.
-    let config = WebTransportConfig::default().max_calls_per_session(1000);
+    let config = WebTransportConfig::default()
+        .max_calls_per_session(1000)
+        .cors(cors.clone());
     let server = WebTransportServer::bind(([127, 0, 0, 1], 0).into(), identity, config)
         .map_err(|e| format!("webtransport: {e}"))?;
     let hashes = server.certificate_hashes().hex().join(",");
@@ -97,7 +100,7 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     match kind {
         Kind::WeirLayer => {
-            let webtransport = webtransport()?;
+            let webtransport = webtransport(&cors)?;
             let service = TestServiceImpl::new()
                 .with_observer(observer.clone())
                 .into_service()
@@ -118,7 +121,7 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
                 .metrics(metrics.clone())
                 .build()
                 .map_err(|e| e.to_string())?;
-            let webtransport = webtransport()?;
+            let webtransport = webtransport(&cors)?;
             let grpc = metrics.layer().layer(proxy);
             tokio::spawn(webtransport.serve(grpc.clone(), std::future::pending()));
             say(&format!("listening on http://{addr}"));

@@ -5,7 +5,7 @@ import { GrpcWebClientBase, MethodDescriptor, MethodType } from "grpc-web";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient, type Transport } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { createFetchTransport, createXhrTransport } from "@weir/client";
+import { createFetchTransport, createWebTransportTransport, createXhrTransport } from "@weir/client";
 import { TestService } from "../../interop/src/gen/grpc/testing/test_pb.js";
 import {
   StreamingOutputCallRequestSchema,
@@ -14,7 +14,13 @@ import {
   type StreamingOutputCallResponse,
 } from "../../interop/src/gen/grpc/testing/messages_pb.js";
 
-export type Contender = "grpc-web-text" | "connect-web" | "weir-fetch" | "weir-xhr";
+export type Contender = "grpc-web-text" | "connect-web" | "weir-fetch" | "weir-xhr" | "weir-webtransport";
+
+/** Where the server is: its gRPC-Web base URL, and its WebTransport session (if it serves one). */
+export interface Target {
+  baseUrl: string;
+  webtransport?: { url: string; sha256: string[] };
+}
 
 export interface Result {
   ok: boolean;
@@ -26,9 +32,20 @@ export interface Result {
   heapAfter: number;
 }
 
+/** The contenders that take a fetch function: they can decode a body held in memory. */
+export type Decoder = "connect-web" | "weir-fetch";
+
 declare global {
   interface Window {
-    bench: { run(contender: Contender, baseUrl: string, count: number, size: number): Promise<Result> };
+    bench: {
+      run(contender: Contender, target: Target, count: number, size: number): Promise<Result>;
+      /**
+       * Decode only: `rounds` times, one server stream of `count` messages of `size` bytes
+       * whose response body is held in memory (a fetch that answers from it in 64 KiB chunks):
+       * the client's own work, without server, network or request encoding. Milliseconds per round.
+       */
+      decode(contender: Decoder, count: number, size: number, rounds: number): Promise<number[]>;
+    };
   }
   interface Performance {
     memory?: { usedJSHeapSize: number };
@@ -68,7 +85,8 @@ async function viaConnect(transport: Transport, req: StreamingOutputCallRequest,
   for await (const _ of client.streamingOutputCall(req)) onMessage();
 }
 
-function transportFor(contender: Contender, baseUrl: string): Transport {
+function transportFor(contender: Contender, target: Target): Transport {
+  const { baseUrl, webtransport } = target;
   switch (contender) {
     case "connect-web":
       return createGrpcWebTransport({ baseUrl, useBinaryFormat: true });
@@ -76,13 +94,66 @@ function transportFor(contender: Contender, baseUrl: string): Transport {
       return createFetchTransport({ baseUrl, format: "binary" });
     case "weir-xhr":
       return createXhrTransport({ baseUrl, format: "binary" });
+    case "weir-webtransport":
+      if (webtransport === undefined) throw new Error("the server serves no WebTransport");
+      return createWebTransportTransport({
+        url: webtransport.url,
+        serverCertificateHashes: webtransport.sha256.map((value) => ({ algorithm: "sha-256", value })),
+      });
     default:
       throw new Error(`no transport for ${contender}`);
   }
 }
 
+/** The gRPC-Web response body of a stream of `count` messages of `size` bytes, OK trailer. */
+function responseBody(count: number, size: number): Uint8Array {
+  const msg = toBinary(StreamingOutputCallResponseSchema, create(StreamingOutputCallResponseSchema, { payload: { body: new Uint8Array(size) } }));
+  const trailer = new TextEncoder().encode("grpc-status: 0\r\n");
+  const body = new Uint8Array(count * (5 + msg.length) + 5 + trailer.length);
+  const view = new DataView(body.buffer);
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    view.setUint32(o + 1, msg.length);
+    body.set(msg, o + 5);
+    o += 5 + msg.length;
+  }
+  body[o] = 0x80;
+  view.setUint32(o + 1, trailer.length);
+  body.set(trailer, o + 5);
+  return body;
+}
+
+function memoryFetch(body: Uint8Array): typeof fetch {
+  return async () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < body.length; i += 65536) c.enqueue(body.slice(i, i + 65536));
+          c.close();
+        },
+      }),
+      { status: 200, headers: { "content-type": "application/grpc-web+proto" } },
+    );
+}
+
 window.bench = {
-  async run(contender, baseUrl, count, size) {
+  async decode(contender, count, size, rounds) {
+    const fetch = memoryFetch(responseBody(count, size));
+    const baseUrl = "http://memory.invalid";
+    const transport =
+      contender === "connect-web" ? createGrpcWebTransport({ baseUrl, useBinaryFormat: true, fetch }) : createFetchTransport({ baseUrl, format: "binary", fetch });
+    const times: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      let messages = 0;
+      const start = performance.now();
+      await viaConnect(transport, create(StreamingOutputCallRequestSchema), () => void messages++);
+      times.push(performance.now() - start);
+      if (messages !== count) throw new Error(`${contender}: ${messages} of ${count} messages`);
+    }
+    return times;
+  },
+
+  async run(contender, target, count, size) {
     const req = request(count, size);
     let messages = 0;
     const heapBefore = heap();
@@ -93,8 +164,8 @@ window.bench = {
     };
     const start = performance.now();
     try {
-      if (contender === "grpc-web-text") await viaGrpcWeb(baseUrl, req, onMessage);
-      else await viaConnect(transportFor(contender, baseUrl), req, onMessage);
+      if (contender === "grpc-web-text") await viaGrpcWeb(target.baseUrl, req, onMessage);
+      else await viaConnect(transportFor(contender, target), req, onMessage);
     } catch (e) {
       return { ok: false, error: String(e), messages, ms: performance.now() - start, heapBefore, heapPeak, heapAfter: heap() };
     }

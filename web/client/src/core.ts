@@ -13,6 +13,7 @@ import {
 import { parseTimeout, requestHeader, trailerParse, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc-web";
 import { Base64Decoder, encodeBase64 } from "./base64.js";
 import { FLAG_DATA, FLAG_TRAILER, FrameParser } from "./frames.js";
+import { frameMessages } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 
 export type Format = "binary" | "text";
@@ -328,43 +329,50 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
       }
     }
     // Reading stops on abort even if the wire's read() would not notice.
+    // `stopped` mirrors ctl.signal.aborted (abort listeners run at once) without a call into
+    // the DOM for every message.
+    let stopped = ctl.signal.aborted;
     const aborted = new Promise<never>((_, reject) => {
       if (ctl.signal.aborted) reject(ctl.signal.reason);
-      ctl.signal.addEventListener("abort", () => reject(ctl.signal.reason), { once: true });
+      ctl.signal.addEventListener(
+        "abort",
+        () => {
+          stopped = true;
+          reject(ctl.signal.reason);
+        },
+        { once: true },
+      );
     });
     aborted.catch(() => {});
 
-    async function* messages(): AsyncGenerator<MessageShape<O>> {
-      const parser = new FrameParser(readMaxBytes);
-      const b64 = text ? new Base64Decoder() : undefined;
-      let trailerData: Uint8Array | undefined;
-      try {
-        for (;;) {
-          let chunk: Uint8Array | null;
+    const parser = new FrameParser(readMaxBytes);
+    const b64 = text ? new Base64Decoder() : undefined;
+    let trailerData: Uint8Array | undefined;
+    const message = frameMessages<MessageShape<O>>({
+      async read() {
+        let chunk: Uint8Array | null;
+        try {
+          chunk = await Promise.race([res.read(), aborted]);
+        } catch (e) {
+          throw wireError(e, ctl.signal);
+        }
+        if (chunk === null) return null;
+        watchdog?.kick();
+        return parser.push(b64 ? b64.push(chunk) : chunk);
+      },
+      decode(frame) {
+        if (frame.flags === FLAG_DATA) {
           try {
-            chunk = await Promise.race([res.read(), aborted]);
+            return fromBinary(method.output, frame.data);
           } catch (e) {
-            throw wireError(e, ctl.signal);
-          }
-          if (chunk === null) break;
-          watchdog?.kick();
-          const bytes = b64 ? b64.push(chunk) : chunk;
-          for (const frame of parser.push(bytes)) {
-            if (frame.flags === FLAG_DATA) {
-              let msg: MessageShape<O>;
-              try {
-                msg = fromBinary(method.output, frame.data);
-              } catch (e) {
-                throw new ConnectError(`failed to parse response message: ${String(e)}`, Code.Internal);
-              }
-              yield msg;
-              if (ctl.signal.aborted) throw wireError(undefined, ctl.signal);
-            } else if (frame.flags === FLAG_TRAILER) {
-              trailerData = frame.data;
-            }
-            // FLAG_HEARTBEAT: skipped, it only kept the watchdog happy.
+            throw new ConnectError(`failed to parse response message: ${String(e)}`, Code.Internal);
           }
         }
+        if (frame.flags === FLAG_TRAILER) trailerData = frame.data;
+        // FLAG_HEARTBEAT: skipped, it only kept the watchdog happy.
+        return undefined;
+      },
+      end() {
         b64?.end();
         parser.end();
         if (trailerData === undefined) {
@@ -373,13 +381,17 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
         const t = trailerParse(trailerData);
         t.forEach((v, k) => trailer.append(k, v));
         validateTrailer(t, header);
-      } finally {
+      },
+      check() {
+        if (stopped) throw wireError(undefined, ctl.signal);
+      },
+      close() {
         watchdog?.stop();
         res.cancel();
         finish();
-      }
-    }
-    return { header, trailer, message: messages() };
+      },
+    });
+    return { header, trailer, message };
   }
 
   return createShell({

@@ -49,13 +49,37 @@ export class FrameParser {
   /** Feeds a chunk; returns the frames it completed, in order. Throws ConnectError on bad input. */
   push(chunk: Uint8Array): Frame[] {
     const out: Frame[] = [];
+    const end = chunk.length;
     let i = 0;
-    while (i < chunk.length) {
+    while (i < end) {
       if (this.sawTrailer) {
-        throw new ConnectError(`protocol error: ${chunk.length - i} bytes after the trailer frame`, Code.Internal);
+        throw new ConnectError(`protocol error: ${end - i} bytes after the trailer frame`, Code.Internal);
+      }
+      if (this.payload === undefined && this.prefixLen === 0 && end - i >= 5) {
+        // Fast path, the usual case: the whole prefix is in this chunk (and, for
+        // small messages, the whole payload): no prefix copy, one copy of the payload.
+        const flags = chunk[i] as number;
+        const len = (((chunk[i + 1] as number) << 24) | ((chunk[i + 2] as number) << 16) | ((chunk[i + 3] as number) << 8) | (chunk[i + 4] as number)) >>> 0;
+        this.check(flags, len, this.offset);
+        i += 5;
+        this.offset += 5;
+        if (end - i >= len) {
+          // A copy, not a view: a message that keeps a bytes field keeps its frame, not the chunk.
+          out.push(this.frame(flags, chunk.slice(i, i + len)));
+          i += len;
+          this.offset += len;
+          continue;
+        }
+        this.flags = flags;
+        this.payload = new Uint8Array(len);
+        this.payload.set(chunk.subarray(i), 0);
+        this.payloadLen = end - i;
+        this.prefixLen = 5;
+        this.offset += end - i;
+        break;
       }
       if (this.payload === undefined) {
-        const n = Math.min(5 - this.prefixLen, chunk.length - i);
+        const n = Math.min(5 - this.prefixLen, end - i);
         this.prefix.set(chunk.subarray(i, i + n), this.prefixLen);
         this.prefixLen += n;
         i += n;
@@ -65,7 +89,7 @@ export class FrameParser {
         continue;
       }
       const p = this.payload;
-      const n = Math.min(p.length - this.payloadLen, chunk.length - i);
+      const n = Math.min(p.length - this.payloadLen, end - i);
       p.set(chunk.subarray(i, i + n), this.payloadLen);
       this.payloadLen += n;
       i += n;
@@ -94,10 +118,18 @@ export class FrameParser {
   }
 
   private startFrame(): Uint8Array {
-    const flags = this.prefix[0] as number;
-    const v = new DataView(this.prefix.buffer);
-    const len = v.getUint32(1);
-    const at = this.offset - 5;
+    const p = this.prefix;
+    const flags = p[0] as number;
+    const len = (((p[1] as number) << 24) | ((p[2] as number) << 16) | ((p[3] as number) << 8) | (p[4] as number)) >>> 0;
+    this.check(flags, len, this.offset - 5);
+    this.flags = flags;
+    this.payload = new Uint8Array(len);
+    this.payloadLen = 0;
+    return this.payload;
+  }
+
+  /** Checks a frame's prefix (the frame starts at byte `at`) before anything is allocated for it. */
+  private check(flags: number, len: number, at: number): void {
     if ((flags & ~(FLAG_COMPRESSED | FLAG_TRAILER | (this.heartbeats ? FLAG_HEARTBEAT : 0))) !== 0) {
       throw new ConnectError(`protocol error: unknown frame flags 0x${flags.toString(16)} at byte ${at}`, Code.Internal);
     }
@@ -116,18 +148,18 @@ export class FrameParser {
         Code.ResourceExhausted,
       );
     }
-    this.flags = flags;
-    this.payload = new Uint8Array(len);
-    this.payloadLen = 0;
-    return this.payload;
   }
 
   private finishFrame(): Frame {
-    const frame = { flags: this.flags, data: this.payload as Uint8Array };
+    const frame = this.frame(this.flags, this.payload as Uint8Array);
     this.payload = undefined;
     this.prefixLen = 0;
     this.payloadLen = 0;
-    if (frame.flags === FLAG_TRAILER && this.trailerEnds) this.sawTrailer = true;
     return frame;
+  }
+
+  private frame(flags: number, data: Uint8Array): Frame {
+    if (flags === FLAG_TRAILER && this.trailerEnds) this.sawTrailer = true;
+    return { flags, data };
   }
 }

@@ -14,6 +14,7 @@ import {
 import { validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { DEFAULT_READ_MAX_BYTES, formatInterval } from "./core.js";
 import { FLAG_DATA, type Frame, FrameParser } from "./frames.js";
+import { frameMessages } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 import {
   DISCOVERY_PATH,
@@ -413,9 +414,19 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       },
       { once: true },
     );
+    // `stopped` mirrors ctl.signal.aborted (abort listeners run at once) without a call into
+    // the DOM for every message.
+    let stopped = ctl.signal.aborted;
     const aborted = new Promise<never>((_, reject) => {
       if (ctl.signal.aborted) reject(ctl.signal.reason);
-      ctl.signal.addEventListener("abort", () => reject(ctl.signal.reason), { once: true });
+      ctl.signal.addEventListener(
+        "abort",
+        () => {
+          stopped = true;
+          reject(ctl.signal.reason);
+        },
+        { once: true },
+      );
     });
     aborted.catch(() => {});
 
@@ -497,21 +508,27 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       await Promise.race([session_.wt.closed.catch(() => {}), new Promise((r) => setTimeout(r, 100))]);
       return session_.dead ?? new ConnectError(`WebTransport stream failed: ${describe(e)}`, Code.Unavailable, undefined, undefined, e);
     };
+    /** The frames of the next chunk, or null at FIN. */
+    const readFrames = async (): Promise<Frame[] | null> => {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await Promise.race([reader.read(), aborted]);
+      } catch (e) {
+        throw await readError(e);
+      }
+      if (r.done) {
+        readDone = true;
+        if (ctl.signal.aborted) throw abortError();
+        parser.end();
+        return null;
+      }
+      return parser.push(r.value);
+    };
     const nextFrame = async (): Promise<Frame | null> => {
       while (pending.length === 0) {
-        let r: ReadableStreamReadResult<Uint8Array>;
-        try {
-          r = await Promise.race([reader.read(), aborted]);
-        } catch (e) {
-          throw await readError(e);
-        }
-        if (r.done) {
-          readDone = true;
-          if (ctl.signal.aborted) throw abortError();
-          parser.end();
-          return null;
-        }
-        pending.push(...parser.push(r.value));
+        const frames = await readFrames();
+        if (frames === null) return null;
+        for (const f of frames) pending.push(f);
       }
       return pending.shift() as Frame;
     };
@@ -542,34 +559,33 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       throw ConnectError.from(e, Code.Internal);
     }
 
-    async function* messages(): AsyncGenerator<MessageShape<O>> {
-      let sawTrailer = false;
-      try {
-        for (;;) {
-          const f = await nextFrame();
-          if (f === null) break;
-          if (sawTrailer) throw new ConnectError("protocol error: frame after the trailer block", Code.Internal);
-          if (f.flags === FLAG_DATA) {
-            let msg: MessageShape<O>;
-            try {
-              msg = fromBinary(method.output, f.data);
-            } catch (e) {
-              throw new ConnectError(`failed to parse response message: ${describe(e)}`, Code.Internal);
-            }
-            yield msg;
-            if (ctl.signal.aborted) throw abortError();
-          } else {
-            sawTrailer = true;
-            decodeHeaderBlock(f.data).forEach((v, k) => trailer.append(k, v));
+    let sawTrailer = false;
+    const message = frameMessages<MessageShape<O>>({
+      // First the frames that came with the header block, then chunk by chunk.
+      read: () => (pending.length > 0 ? Promise.resolve(pending.splice(0)) : readFrames()),
+      decode(f) {
+        if (sawTrailer) throw new ConnectError("protocol error: frame after the trailer block", Code.Internal);
+        if (f.flags === FLAG_DATA) {
+          try {
+            return fromBinary(method.output, f.data);
+          } catch (e) {
+            throw new ConnectError(`failed to parse response message: ${describe(e)}`, Code.Internal);
           }
         }
+        sawTrailer = true;
+        decodeHeaderBlock(f.data).forEach((v, k) => trailer.append(k, v));
+        return undefined;
+      },
+      end() {
         if (!sawTrailer) throw new ConnectError("protocol error: response stream ended without a trailer block (no grpc-status)", Code.Internal, header);
         validateTrailer(trailer, header);
-      } finally {
-        finish();
-      }
-    }
-    return { header, trailer, message: messages() };
+      },
+      check() {
+        if (stopped) throw abortError();
+      },
+      close: finish,
+    });
+    return { header, trailer, message };
   }
 
   const shell = createShell({

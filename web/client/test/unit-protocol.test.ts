@@ -50,6 +50,48 @@ describe("FrameParser", () => {
     }
   });
 
+  test("every split into three chunks gives the same frames, byte for byte", () => {
+    const payloads = (fs: { flags: number; data: Uint8Array }[]) => fs.map((f) => [f.flags, [...f.data]]);
+    const whole = new FrameParser(1 << 20).push(body);
+    assert.equal(whole.length, 5);
+    for (let a = 0; a <= body.length; a += 3) {
+      for (let b = a; b <= body.length; b += 7) {
+        const p = new FrameParser(1 << 20);
+        const frames = [...p.push(body.subarray(0, a)), ...p.push(body.subarray(a, b)), ...p.push(body.subarray(b))];
+        p.end();
+        assert.deepEqual(payloads(frames), payloads(whole), `cuts at ${a} and ${b}`);
+      }
+    }
+  });
+
+  test("a frame's data is its own copy, not a view of the chunk it came in", () => {
+    const chunk = concat(msg(3), msg(5));
+    const frames = new FrameParser(1024).push(chunk);
+    for (const f of frames) {
+      assert.notEqual(f.data.buffer, chunk.buffer);
+      assert.equal(f.data.byteLength, f.data.buffer.byteLength);
+    }
+    chunk.fill(0xff);
+    assert.deepEqual([...(frames[0]?.data ?? [])], [...msg(3).subarray(5)]);
+  });
+
+  test("the byte offset in an error is the same however the body is chunked", () => {
+    const bad = concat(msg(3), new Uint8Array([0x12, 0, 0, 0, 0]));
+    const messageOf = (chunks: Uint8Array[]) => {
+      const p = new FrameParser(1024);
+      try {
+        for (const c of chunks) p.push(c);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      assert.fail("did not throw");
+    };
+    const whole = messageOf([bad]);
+    assert.match(whole, /at byte 12\b/);
+    assert.equal(messageOf([...bad].map((b) => new Uint8Array([b]))), whole);
+    assert.equal(messageOf([bad.subarray(0, 14), bad.subarray(14)]), whole);
+  });
+
   test("one byte at a time", () => {
     const p = new FrameParser(1 << 20);
     const frames = [];
@@ -262,6 +304,50 @@ describe("response streams (scripted wire)", () => {
       })(),
       (e: unknown) => e instanceof ConnectError && e.code === Code.PermissionDenied && e.rawMessage === "nope" && e.metadata.get("x-a") === "b",
     );
+  });
+
+  test("a bad message in a chunk of many: the ones before it arrive, then INTERNAL", async () => {
+    const r = await runStream(scripted(200, GW, [concat(msg(1), msg(2), frame(0, new Uint8Array([0xff])), msg(3), OK)]));
+    assert.deepEqual(r.sizes, [1, 2]);
+    assert.equal(r.code, Code.Internal);
+    assert.match(r.message, /failed to parse response message/);
+  });
+
+  /** The wire of one call whose body is `chunks`, counting cancels; and a transport over it. */
+  function streamOver(chunks: Uint8Array[]) {
+    const wire = scripted(200, GW, chunks);
+    let cancels = 0;
+    const counted: Wire = {
+      async send(req) {
+        const res = await wire.send(req);
+        return { ...res, cancel: () => void cancels++ };
+      },
+    };
+    const transport = createWireTransport({ baseUrl: "http://x" }, counted);
+    const call = (signal?: AbortSignal) =>
+      transport.stream(TestService.method.streamingOutputCall, signal, undefined, undefined, (async function* () {
+        yield create(TestService.method.streamingOutputCall.input, {});
+      })());
+    return { call, cancels: () => cancels };
+  }
+  const sizeOf = (r: IteratorResult<{ payload?: { body: Uint8Array } }>) => (r.done === true ? "done" : (r.value.payload?.body.length ?? -1));
+
+  test("next() calls made at once are answered in order, across chunks", async () => {
+    const s = streamOver([msg(1), concat(msg(2), msg(3)), OK]);
+    const it = (await s.call()).message[Symbol.asyncIterator]();
+    const rs = await Promise.all([it.next(), it.next(), it.next(), it.next(), it.next()]);
+    assert.deepEqual(rs.map(sizeOf), [1, 2, 3, "done", "done"]);
+    assert.ok(s.cancels() >= 1, "the call was released");
+  });
+
+  test("an abort stops the messages of the chunk in hand", async () => {
+    const s = streamOver([concat(msg(1), msg(2), msg(3), OK)]);
+    const ctl = new AbortController();
+    const it = (await s.call(ctl.signal)).message[Symbol.asyncIterator]();
+    assert.equal(sizeOf(await it.next()), 1);
+    ctl.abort(new ConnectError("stop", Code.Canceled));
+    await assert.rejects(it.next(), (e: unknown) => e instanceof ConnectError && e.code === Code.Canceled);
+    assert.equal(s.cancels(), 1);
   });
 
   test("unary: trailers-only OK is 'missing response message'", async () => {
