@@ -9,6 +9,7 @@
 //! [web]: https://github.com/grpc/grpc/blob/master/doc/PROTOCOL-WEB.md
 
 use http::HeaderValue;
+use std::borrow::Cow;
 
 /// Which protocol a content type belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,7 +26,25 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ContentType {
     protocol: Protocol,
-    codec: Option<String>,
+    codec: Option<Cow<'static, str>>,
+}
+
+/// `text` without `prefix`, compared ignoring ASCII case.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// A codec name, lowercase; the usual ones without allocating.
+fn codec_name(codec: &str) -> Cow<'static, str> {
+    if codec.eq_ignore_ascii_case("proto") {
+        Cow::Borrowed("proto")
+    } else if codec.eq_ignore_ascii_case("json") {
+        Cow::Borrowed("json")
+    } else {
+        Cow::Owned(codec.to_ascii_lowercase())
+    }
 }
 
 impl ContentType {
@@ -33,18 +52,17 @@ impl ContentType {
     pub fn new(protocol: Protocol, codec: Option<&str>) -> Self {
         ContentType {
             protocol,
-            codec: codec.map(str::to_ascii_lowercase),
+            codec: codec.map(codec_name),
         }
     }
 
     /// Parses a `content-type` value; `None` if it is not a gRPC or gRPC-Web type.
     pub fn parse(value: &str) -> Option<Self> {
         let essence = value.split(';').next().unwrap_or("").trim();
-        let essence = essence.to_ascii_lowercase();
-        let rest = essence.strip_prefix("application/grpc")?;
-        let (protocol, rest) = if let Some(r) = rest.strip_prefix("-web-text") {
+        let rest = strip_prefix_ignore_case(essence, "application/grpc")?;
+        let (protocol, rest) = if let Some(r) = strip_prefix_ignore_case(rest, "-web-text") {
             (Protocol::GrpcWebText, r)
-        } else if let Some(r) = rest.strip_prefix("-web") {
+        } else if let Some(r) = strip_prefix_ignore_case(rest, "-web") {
             (Protocol::GrpcWeb, r)
         } else {
             (Protocol::Grpc, rest)
@@ -60,7 +78,7 @@ impl ContentType {
                 if !valid {
                     return None;
                 }
-                Some(codec.to_owned())
+                Some(codec_name(codec))
             }
         };
         Some(ContentType { protocol, codec })

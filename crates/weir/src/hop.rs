@@ -25,10 +25,17 @@ const STRIPPED: [HeaderName; 12] = [
 /// Removes hop-by-hop and reserved headers, including every header that `Connection` names
 /// (RFC 9110 §7.6.1), and sets `te: trailers` as gRPC requires.
 pub(crate) fn strip_request(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
+    // One pass over the (few) headers present rather than a lookup per stripped name.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if STRIPPED.contains(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.contains(&header::CONNECTION) {
         remove_named_by_connection(headers);
     }
-    for name in &STRIPPED {
+    for name in &doomed {
         headers.remove(name);
     }
     headers.insert(header::TE, HeaderValue::from_static("trailers"));

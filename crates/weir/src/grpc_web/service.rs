@@ -140,7 +140,7 @@ pub(crate) const HEARTBEAT_HEADER: &str = "weir-heartbeat";
 /// The heartbeat interval a call asked for, clamped to the configured bounds. An invalid
 /// value is ignored, as the specification requires.
 fn parts_heartbeat(headers: &http::HeaderMap, config: &Config) -> Option<Duration> {
-    let asked = timeout::parse(headers.get(HEARTBEAT_HEADER)?.as_bytes()).ok()?;
+    let asked = timeout::parse(headers.get(&crate::names::WEIR_HEARTBEAT)?.as_bytes()).ok()?;
     Some(asked.clamp(config.heartbeat_min, config.heartbeat_max))
 }
 
@@ -272,7 +272,7 @@ where
                 let heartbeat = parts_heartbeat(request.headers(), &config);
                 let failure = CallFailure::default();
                 let (mut parts, body) = request.into_parts();
-                parts.headers.remove(HEARTBEAT_HEADER);
+                parts.headers.remove(&crate::names::WEIR_HEARTBEAT);
                 crate::hop::strip_request(&mut parts.headers);
                 parts.headers.insert(
                     header::CONTENT_TYPE,
