@@ -16,7 +16,7 @@
 //! [`MAX_LABELED_METHODS`] distinct methods, further ones are counted under `other`, so a
 //! scanner cannot grow the registry without bound.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,15 +43,15 @@ pub const MAX_LABELED_METHODS: usize = 1000;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    service: String,
-    method: String,
+    service: Arc<str>,
+    method: Arc<str>,
     code: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct MethodLabels {
-    service: String,
-    method: String,
+    service: Arc<str>,
+    method: Arc<str>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,7 +78,9 @@ struct Inner {
     cancellations: Family<MethodLabels, Counter>,
     durations: Family<MethodLabels, Histogram>,
     upstream_errors: Family<UpstreamLabels, Counter>,
-    labeled: Mutex<HashSet<(String, String)>>,
+    /// The labels of each call path seen, up to [`MAX_LABELED_METHODS`]: looked up without
+    /// allocating, shared by the calls.
+    labeled: Mutex<HashMap<String, MethodLabels>>,
 }
 
 /// The metrics registry of a gateway or server; cheap to clone.
@@ -139,7 +141,7 @@ impl Metrics {
                 cancellations,
                 durations,
                 upstream_errors,
-                labeled: Mutex::new(HashSet::new()),
+                labeled: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -177,28 +179,30 @@ impl Metrics {
     }
 
     fn labels(&self, path: &str) -> MethodLabels {
-        let (service, method) = path
-            .strip_prefix('/')
-            .and_then(|p| p.split_once('/'))
-            .unwrap_or(("", path));
-        let key = (service.to_owned(), method.to_owned());
         let mut labeled = self
             .inner
             .labeled
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if labeled.contains(&key) || labeled.len() < MAX_LABELED_METHODS {
-            labeled.insert(key.clone());
-            MethodLabels {
-                service: key.0,
-                method: key.1,
-            }
-        } else {
-            MethodLabels {
-                service: "other".to_owned(),
-                method: "other".to_owned(),
-            }
+        if let Some(labels) = labeled.get(path) {
+            return labels.clone();
         }
+        if labeled.len() >= MAX_LABELED_METHODS {
+            return MethodLabels {
+                service: Arc::from("other"),
+                method: Arc::from("other"),
+            };
+        }
+        let (service, method) = path
+            .strip_prefix('/')
+            .and_then(|p| p.split_once('/'))
+            .unwrap_or(("", path));
+        let labels = MethodLabels {
+            service: Arc::from(service),
+            method: Arc::from(method),
+        };
+        labeled.insert(path.to_owned(), labels.clone());
+        labels
     }
 }
 
@@ -359,12 +363,12 @@ mod tests {
         for i in 0..MAX_LABELED_METHODS + 10 {
             let labels = metrics.labels(&format!("/svc/M{i}"));
             if i < MAX_LABELED_METHODS {
-                assert_eq!(labels.method, format!("M{i}"));
+                assert_eq!(&*labels.method, format!("M{i}"));
             } else {
-                assert_eq!(labels.method, "other");
+                assert_eq!(&*labels.method, "other");
             }
         }
-        assert_eq!(metrics.labels("/svc/M1").method, "M1");
+        assert_eq!(&*metrics.labels("/svc/M1").method, "M1");
     }
 
     #[test]
