@@ -251,10 +251,13 @@ where
                     Verdict::Allowed(origin) => Some(origin),
                     _ => None,
                 };
-                let cors = config.cors.clone();
+                // The policy is shared (an allowlist is a set; cloning it per call would cost).
+                let policy = config.clone();
                 let decorate = move |mut response: Response<BoxBody>| {
                     if let Some(origin) = cors_origin {
-                        cors.decorate_response(origin, response.headers_mut());
+                        policy
+                            .cors
+                            .decorate_response(origin, response.headers_mut());
                     }
                     response
                 };
