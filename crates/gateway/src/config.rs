@@ -189,7 +189,7 @@ pub(crate) struct Cluster {
     pub(crate) connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub(crate) resolve_interval: Option<Duration>,
-    /// HTTP/2 PING interval to the upstream; `0s` turns pings off.
+    /// HTTP/2 PING interval to the upstream while calls are open; default and `0s`: off.
     #[serde(default, with = "humantime_serde")]
     pub(crate) ping_interval: Option<Duration>,
     /// PEM file of CA certificates for `https` addresses (default: the system's roots).

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
+use futures_util::future::{self, BoxFuture};
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -46,7 +48,7 @@ impl ClusterConfig {
             tls: None,
             connect_timeout: Duration::from_secs(5),
             resolve_interval: Duration::from_secs(30),
-            keep_alive_interval: Some(Duration::from_secs(30)),
+            keep_alive_interval: None,
             keep_alive_timeout: Duration::from_secs(20),
         }
     }
@@ -75,8 +77,15 @@ impl ClusterConfig {
         self
     }
 
-    /// HTTP/2 PING interval on upstream connections (`None`: off; default 30 s) and how long
-    /// an unanswered PING may take before the connection is dropped (default 20 s).
+    /// HTTP/2 PING interval on upstream connections while calls are open (`None`, the
+    /// default: off) and how long an unanswered PING may take before the connection is dropped
+    /// (default 20 s).
+    ///
+    /// Off by default because gRPC servers police PINGs: grpc-go, for one, answers a client
+    /// that pings more often than every 5 minutes (its default `EnforcementPolicy.MinTime`)
+    /// with `GOAWAY ENHANCE_YOUR_CALM "too_many_pings"`, which ends every stream on the
+    /// connection. Turn it on for upstreams that permit it. Dead upstream connections are
+    /// noticed without it by TCP keep-alive (probes after 60 s of silence, every 10 s).
     pub fn keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
         self.keep_alive_interval = interval;
         self.keep_alive_timeout = timeout;
@@ -150,13 +159,18 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
             endpoints = self.endpoints();
         }
+        // One connect timeout for the whole call, however many addresses it tries.
+        let deadline = started + connect_timeout;
         let mut tried = vec![false; endpoints.len()];
         let mut request = request;
         let mut last_error: Option<BoxError> = None;
         while let Some(index) = pick(&endpoints, &tried) {
             tried[index] = true;
             let endpoint = &endpoints[index];
-            match endpoint.send(request, connect_timeout).await {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match endpoint.send(request, connect_timeout, deadline).await {
                 Ok(response) => return Ok(response),
                 // Not sent: the connection could not be made; another address may do.
                 Err(Unsent {
@@ -205,7 +219,8 @@ async fn resolve(config: ClusterConfig, shared: Weak<Shared>) {
         let mut found: HashMap<SocketAddr, &(String, u16)> = HashMap::new();
         let mut failures = 0;
         for (index, target) in config.targets.iter().enumerate() {
-            match tokio::net::lookup_host((target.0.as_str(), target.1)).await {
+            let host = target.0.trim_start_matches('[').trim_end_matches(']');
+            match tokio::net::lookup_host((host, target.1)).await {
                 Ok(addrs) => {
                     let addrs: Vec<SocketAddr> = addrs.collect();
                     found.extend(addrs.iter().map(|addr| (*addr, target)));
@@ -280,13 +295,18 @@ struct Endpoint {
     http2: http2::Builder<TokioExecutor>,
     /// The open connection, if any.
     connection: Mutex<Option<SendRequest<BoxBody>>>,
-    /// Held while connecting, so that concurrent calls wait for one attempt.
-    connecting: tokio::sync::Mutex<()>,
+    /// The attempt under way, if any: calls that need the connection share it. It runs in a
+    /// task of its own, so it completes (and its outcome counts) even when the calls that
+    /// wait for it give up first.
+    connecting: Mutex<Option<Attempt>>,
     /// The last failed attempt: when, why, and how many in a row.
     failure: Mutex<Option<(Instant, String)>>,
     failures: AtomicU32,
     in_flight: AtomicUsize,
 }
+
+/// A connection attempt that several calls may wait for.
+type Attempt = future::Shared<BoxFuture<'static, Result<SendRequest<BoxBody>, String>>>;
 
 /// Why a call did not go out on an endpoint.
 enum SendError {
@@ -323,12 +343,18 @@ impl Endpoint {
         port: u16,
         addr: SocketAddr,
     ) -> Result<Self, BoxError> {
-        let authority = Authority::try_from(format!("{host}:{port}"))?;
+        // IPv6 literals go in brackets in an authority, without them in a server name.
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let authority = if bare.contains(':') {
+            Authority::try_from(format!("[{bare}]:{port}"))?
+        } else {
+            Authority::try_from(format!("{bare}:{port}"))?
+        };
         let (tls, scheme) = match &config.tls {
             Some(tls) => {
                 let mut tls = (**tls).clone();
                 tls.alpn_protocols = vec![b"h2".to_vec()];
-                let name = ServerName::try_from(host.to_owned())?;
+                let name = ServerName::try_from(bare.to_owned())?;
                 (
                     Some((TlsConnector::from(Arc::new(tls)), name)),
                     Scheme::HTTPS,
@@ -341,7 +367,7 @@ impl Endpoint {
             .timer(TokioTimer::new())
             .keep_alive_interval(config.keep_alive_interval)
             .keep_alive_timeout(config.keep_alive_timeout)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(false);
         Ok(Endpoint {
             addr,
             scheme,
@@ -349,7 +375,7 @@ impl Endpoint {
             tls,
             http2,
             connection: Mutex::new(None),
-            connecting: tokio::sync::Mutex::new(()),
+            connecting: Mutex::new(None),
             failure: Mutex::new(None),
             failures: AtomicU32::new(0),
             in_flight: AtomicUsize::new(0),
@@ -381,50 +407,89 @@ impl Endpoint {
             .cloned()
     }
 
-    /// The connection, opened if needed (one attempt at a time; calls that waited for a
-    /// failed attempt share its error).
-    async fn connection(&self, timeout: Duration) -> Result<SendRequest<BoxBody>, BoxError> {
+    /// The connection, opened if needed: one attempt at a time, shared by the calls that
+    /// need it, each waiting for it until its own `deadline`.
+    async fn connection(
+        self: &Arc<Self>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<SendRequest<BoxBody>, BoxError> {
         if let Some(sender) = self.open_connection() {
             return Ok(sender);
         }
-        let waited_since = Instant::now();
-        let _connecting = self.connecting.lock().await;
-        if let Some(sender) = self.open_connection() {
-            return Ok(sender);
-        }
-        if let Some((at, error)) = &*self.failure.lock().unwrap_or_else(PoisonError::into_inner)
-            && *at >= waited_since
-        {
-            return Err(error.clone().into());
-        }
-        let attempt = match tokio::time::timeout(timeout, self.connect()).await {
-            Ok(attempt) => attempt,
-            Err(_) => {
-                Err(format!("connecting to {} timed out after {timeout:?}", self.addr).into())
+        let attempt = {
+            let mut connecting = self
+                .connecting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            // Checked again under the lock: an attempt may have just succeeded.
+            if let Some(sender) = self.open_connection() {
+                return Ok(sender);
             }
+            connecting
+                .get_or_insert_with(|| self.start_attempt(timeout))
+                .clone()
         };
-        match attempt {
-            Ok(sender) => {
-                self.failures.store(0, Ordering::Relaxed);
-                *self
-                    .connection
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
-                Ok(sender)
-            }
-            Err(error) => {
-                let text = format!("{}: {}", self.addr, super::error_chain(error.as_ref()));
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some((Instant::now(), text.clone()));
-                Err(text.into())
-            }
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(result) => result.map_err(BoxError::from),
+            Err(_) => Err(format!(
+                "no connection to {} within the connect timeout ({timeout:?})",
+                self.addr
+            )
+            .into()),
         }
+    }
+
+    /// Starts connecting in a task of its own, which records the outcome.
+    fn start_attempt(self: &Arc<Self>, timeout: Duration) -> Attempt {
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let attempt = match tokio::time::timeout(timeout, this.connect()).await {
+                Ok(attempt) => attempt,
+                Err(_) => Err(format!("connecting timed out after {timeout:?}").into()),
+            };
+            let outcome = match attempt {
+                Ok(sender) => {
+                    *this
+                        .connection
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(sender.clone());
+                    Ok(sender)
+                }
+                Err(error) => {
+                    let text = format!("{}: {}", this.addr, super::error_chain(error.as_ref()));
+                    this.failed(text.clone());
+                    Err(text)
+                }
+            };
+            *this
+                .connecting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            outcome
+        });
+        let attempt: BoxFuture<'static, Result<SendRequest<BoxBody>, String>> =
+            Box::pin(async move {
+                task.await
+                    .unwrap_or_else(|e| Err(format!("the connection attempt failed: {e}")))
+            });
+        attempt.shared()
+    }
+
+    /// Counts a failure to connect (or a connection that died before answering anything).
+    fn failed(&self, why: String) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), why));
     }
 
     async fn connect(&self) -> Result<SendRequest<BoxBody>, BoxError> {
         let tcp = TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;
+        // A dead peer (a host gone, a partition) is noticed even on an idle connection.
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(60))
+            .with_interval(Duration::from_secs(10));
+        socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
         match &self.tls {
             None => self.handshake(tcp).await,
             Some((connector, name)) => {
@@ -457,9 +522,10 @@ impl Endpoint {
 
     /// Sends `request` on this endpoint's connection; gives it back when it could not be sent.
     async fn send(
-        &self,
+        self: &Arc<Self>,
         mut request: Request<BoxBody>,
         connect_timeout: Duration,
+        deadline: Instant,
     ) -> Result<Response<Incoming>, SendError> {
         let _in_flight = InFlight::new(&self.in_flight);
         let path = request
@@ -481,7 +547,7 @@ impl Endpoint {
         // being picked and taking the request gives it back: once more on a new one.
         let mut retried = false;
         loop {
-            let mut sender = match self.connection(connect_timeout).await {
+            let mut sender = match self.connection(connect_timeout, deadline).await {
                 Ok(sender) => sender,
                 Err(error) => {
                     return Err(Unsent {
@@ -491,7 +557,12 @@ impl Endpoint {
                 }
             };
             match sender.try_send_request(request).await {
-                Ok(response) => return Ok(response),
+                Ok(response) => {
+                    // Only an answer proves the address works (a peer can accept TCP and the
+                    // HTTP/2 preface and then say nothing).
+                    self.failures.store(0, Ordering::Relaxed);
+                    return Ok(response);
+                }
                 Err(mut e) => match e.take_message() {
                     Some(back) if !retried => {
                         retried = true;
@@ -525,4 +596,220 @@ impl Endpoint {
 fn backoff(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(6);
     (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Listeners that accept connections and never say anything (a hung process, a
+    /// half-open load balancer): their sockets are kept open for the test's lifetime.
+    async fn silent_listener() -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        port
+    }
+
+    fn request() -> Request<BoxBody> {
+        Request::builder()
+            .method("POST")
+            .uri("/pkg.Svc/Method")
+            .header("content-type", "application/grpc")
+            .body(crate::body::boxed(
+                http_body_util::Empty::<bytes::Bytes>::new(),
+            ))
+            .unwrap()
+    }
+
+    /// The connect timeout bounds a call's wait for a connection: with every address hung,
+    /// a call fails after about one connect timeout, not one per address.
+    #[tokio::test]
+    async fn all_addresses_hung_fail_within_one_connect_timeout() {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let timeout = Duration::from_millis(300);
+        let mut config = ClusterConfig::new("hung")
+            .tls(Arc::new(tls))
+            .connect_timeout(timeout);
+        for _ in 0..6 {
+            config = config.address("127.0.0.1", silent_listener().await);
+        }
+        let cluster = Cluster::start(config);
+        let started = std::time::Instant::now();
+        let result = cluster.call(request()).await;
+        let took = started.elapsed();
+        assert!(result.is_err());
+        // One timeout per address would be 1.8 s; the bound leaves room for a busy machine.
+        assert!(
+            took < timeout * 4,
+            "the call took {took:?} with a {timeout:?} connect timeout"
+        );
+    }
+
+    /// An HTTP/2 upstream answering every call after `delay`, at most `streams` at a time;
+    /// with `goaway_after`, each connection shuts down gracefully after that many calls.
+    async fn h2_upstream(
+        streams: u32,
+        delay: Duration,
+        goaway_after: Option<usize>,
+    ) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let calls = Arc::new(AtomicUsize::new(0));
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+                let service = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                    let tx = tx.clone();
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        if goaway_after == Some(n) {
+                            let _ = tx.send(()).await;
+                        }
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/grpc")
+                                .header("grpc-status", "0")
+                                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                                .unwrap(),
+                        )
+                    }
+                });
+                tokio::spawn(async move {
+                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .max_concurrent_streams(streams)
+                        .serve_connection(TokioIo::new(socket), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => return,
+                        _ = rx.recv() => conn.as_mut().graceful_shutdown(),
+                    }
+                    let _ = conn.await;
+                });
+            }
+        });
+        (port, connections)
+    }
+
+    /// The upstream's SETTINGS_MAX_CONCURRENT_STREAMS: calls beyond it wait for a stream
+    /// (as with the legacy client), none fails.
+    #[tokio::test]
+    async fn calls_beyond_max_concurrent_streams_queue() {
+        let (port, connections) = h2_upstream(1, Duration::from_millis(200), None).await;
+        let cluster = Cluster::start(ClusterConfig::new("one").address("127.0.0.1", port));
+        // The first call learns the SETTINGS.
+        cluster.call(request()).await.unwrap();
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let cluster = cluster.clone();
+                tokio::spawn(async move { cluster.call(request()).await.map(|_| ()) })
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "all on one connection"
+        );
+    }
+
+    /// A connection attempt outlives the call that started it: calls whose deadline is
+    /// shorter than the upstream's handshake (TLS over a long round trip) still let it finish,
+    /// and later calls use the connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn short_deadlines_never_let_a_slow_handshake_finish() {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let der = CertificateDer::from(cert.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let server_tls = crate::tls::server_config(vec![der.clone()], key).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A far-away upstream: the handshake takes 300 ms.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let Ok(tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/grpc")
+                                .header("grpc-status", "0")
+                                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let cluster = Cluster::start(
+            ClusterConfig::new("far")
+                .address("127.0.0.1", port)
+                .tls(Arc::new(client_tls)),
+        );
+        let mut answered = 0;
+        for _ in 0..10 {
+            // Each call has a 200 ms deadline, as the proxy's grpc-timeout applies it.
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_millis(200), cluster.call(request())).await
+            {
+                answered += 1;
+            }
+        }
+        // Sanity: without a deadline the upstream is fine.
+        cluster.call(request()).await.unwrap();
+        assert!(answered > 0, "10 calls of 200 ms over 2 s, none answered");
+    }
+
+    /// An IPv6 literal upstream (`http://[::1]:50051`; the gateway's config hands over the
+    /// host without brackets) gets a bracketed authority.
+    #[test]
+    fn ipv6_literal_upstreams_are_usable() {
+        for host in ["::1", "[::1]"] {
+            let endpoint = Endpoint::new(
+                &ClusterConfig::new("v6"),
+                host,
+                50051,
+                "[::1]:50051".parse().unwrap(),
+            )
+            .unwrap();
+            assert_eq!(endpoint.authority.as_str(), "[::1]:50051");
+        }
+    }
 }
