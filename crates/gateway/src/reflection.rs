@@ -374,6 +374,15 @@ impl Files {
                     self.importer_of(name)
                 )));
             }
+            // Every missing import is a file to come: a server that names millions of
+            // imports is refused before anything is asked or built for them.
+            if self.files.len() + missing.len() > self.limits.max_files {
+                return Err(self.error(format_args!(
+                    "the schema would need {} files, more than the limit of {}",
+                    self.files.len() + missing.len(),
+                    self.limits.max_files
+                )));
+            }
             if self.rounds >= self.limits.max_rounds {
                 return Err(self.error(format_args!(
                     "imports still missing after {} rounds of requests",
