@@ -1315,3 +1315,45 @@ async fn a_cancelled_send_on_a_call_cancels_it() {
     assert_eq!((counts.completed, counts.cancelled), (0, 1), "{counts:?}");
     stack.assert_serving().await;
 }
+
+/// `call_with_timeout` ends by its deadline even while the session has no stream credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_with_timeout_is_bounded_while_waiting_for_credit() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_calls_per_session(1),
+    )
+    .await;
+    let client = stack.client().await;
+    // The server grants 1 + 4 bidirectional streams, and the session's CONNECT request holds
+    // one: four calls held open take the rest of the credit.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await);
+    }
+    stack.wait_for(|c| c.started == 4).await;
+    let err = guard(
+        "call_with_timeout without stream credit",
+        client.call_with_timeout(
+            FULL_DUPLEX_CALL,
+            HeaderMap::new(),
+            Duration::from_millis(100),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // Credit comes back when a held call ends: a call waiting for it then starts.
+    held.pop().unwrap().cancel();
+    let mut call = guard(
+        "call_with_timeout once credit is back",
+        client.call_with_timeout(FULL_DUPLEX_CALL, HeaderMap::new(), HANG_GUARD),
+    )
+    .await
+    .unwrap();
+    call.send(encode(&echo(&[1]))).await.unwrap();
+    assert!(next(&mut call).await.is_some());
+    drop(call);
+    drop(held);
+    stack.wait_for(|c| c.in_flight() == 0).await;
+}

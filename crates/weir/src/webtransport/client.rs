@@ -205,7 +205,8 @@ impl WebTransportClient {
     }
 
     /// Like [`call`](Self::call) with a deadline: `grpc-timeout` is sent, and the client also
-    /// cancels the call itself and reports `DEADLINE_EXCEEDED` when it expires.
+    /// cancels the call itself and reports `DEADLINE_EXCEEDED` when it expires — including
+    /// while the call still waits for stream credit.
     pub async fn call_with_timeout(
         &self,
         path: &str,
@@ -256,13 +257,27 @@ impl WebTransportClient {
         let lost = |e: &dyn std::fmt::Display| {
             session_status(&self.closed_locally, format!("cannot open a stream: {e}"))
         };
-        let (send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|e| lost(&e))?
-            .await
-            .map_err(|e| lost(&e))?;
+        // Waits for stream credit (the server's per-session call limit): bounded by the
+        // deadline too.
+        let open = async {
+            self.connection
+                .open_bi()
+                .await
+                .map_err(|e| lost(&e))?
+                .await
+                .map_err(|e| lost(&e))
+        };
+        let (send, recv) = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, open)
+                .await
+                .map_err(|_| {
+                    Status::new(
+                        Code::DeadlineExceeded,
+                        "deadline exceeded waiting for stream credit (client timer)",
+                    )
+                })??,
+            None => open.await?,
+        };
         let shared = Arc::new(Shared {
             aborted: OnceLock::new(),
             wake: CancellationToken::new(),
