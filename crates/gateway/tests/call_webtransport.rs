@@ -313,3 +313,34 @@ async fn bidi_ping_pong_over_stdin_and_stdout() {
     let status = guard("weir call to exit", child.wait()).await.unwrap();
     assert!(status.success());
 }
+
+/// A server that never answers (the QUIC handshake never completes): the session is given up
+/// at the deadline, with a clear message, instead of waiting on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_fails_by_the_deadline() {
+    // Bound, so that no "port unreachable" ends the attempt early, and never read.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let hash = "00".repeat(32);
+    let out = call(
+        &[
+            &addr,
+            UNARY,
+            "--cert-hash",
+            &hash,
+            "--timeout",
+            "300ms",
+            "-d",
+            "{}",
+        ],
+        "",
+    )
+    .await;
+    assert!(!out.success, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("DEADLINE_EXCEEDED: no WebTransport session within --timeout 300ms"),
+        "{out:?}"
+    );
+    drop(silent);
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::HeaderMap;
 use http::header::HeaderValue;
 use prost::Message;
@@ -1231,4 +1232,128 @@ async fn a_server_shutdown_fails_open_calls_with_unavailable() {
 /// codes in HTTP/3's reserved range, as browsers expect).
 fn app_code(wire: u64) -> u64 {
     weir_codec::webtransport::from_http3(wire).map_or(wire, u64::from)
+}
+
+/// A request message the size of the test: bigger than the request stream's flow-control
+/// window (quinn's default, 1.25 MB), so that writing it cannot complete in one poll.
+fn bigger_than_the_window() -> Bytes {
+    encode(&StreamingInputCallRequest {
+        payload: zeros(3_000_000),
+        ..Default::default()
+    })
+}
+
+/// A `send` whose future is dropped before it completed (a `timeout`, a `select!`, an
+/// aborted task) cancels the call: part of the message may be out, so the request side is
+/// reset — neither finished (a request cut short must not pass for a complete one) nor left
+/// open — and both halves end with `CANCELLED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_send_cancels_the_call() {
+    let stack = Stack::start(Kind::InProcess).await;
+    let client = stack.client().await;
+    let (mut sender, mut receiver) = start(&client, STREAMING_INPUT_CALL, HeaderMap::new())
+        .await
+        .split();
+    guard(
+        "first send",
+        sender.send(encode(&StreamingInputCallRequest {
+            payload: zeros(10),
+            ..Default::default()
+        })),
+    )
+    .await
+    .unwrap();
+    stack.wait_for(|c| c.started == 1).await;
+    // Polled once, then dropped half way through the message.
+    let cut = sender.send(bigger_than_the_window()).now_or_never();
+    assert!(cut.is_none(), "the write was expected to be cut short");
+    assert_eq!(
+        guard("receiver status", receiver.status()).await.code(),
+        Code::Cancelled
+    );
+    let again = guard(
+        "send after the cut",
+        sender.send(encode(&StreamingInputCallRequest::default())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.code(), Code::Cancelled);
+    // The handler saw a reset, not the end of a request.
+    let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+    assert_eq!((counts.completed, counts.cancelled), (0, 1), "{counts:?}");
+    stack.assert_serving().await;
+}
+
+/// The same with an unsplit `Call`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_send_on_a_call_cancels_it() {
+    let stack = Stack::start(Kind::InProcess).await;
+    let client = stack.client().await;
+    let mut call = start(&client, STREAMING_INPUT_CALL, HeaderMap::new()).await;
+    guard(
+        "first send",
+        call.send(encode(&StreamingInputCallRequest {
+            payload: zeros(10),
+            ..Default::default()
+        })),
+    )
+    .await
+    .unwrap();
+    stack.wait_for(|c| c.started == 1).await;
+    let cut = call.send(bigger_than_the_window()).now_or_never();
+    assert!(cut.is_none(), "the write was expected to be cut short");
+    assert_eq!(call.ended().map(weir::Status::code), Some(Code::Cancelled));
+    assert_eq!(status(&mut call).await.code(), Code::Cancelled);
+    let again = guard(
+        "send after the cut",
+        call.send(encode(&StreamingInputCallRequest::default())),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(again.code(), Code::Cancelled);
+    let counts = stack.wait_for(|c| c.in_flight() == 0).await;
+    assert_eq!((counts.completed, counts.cancelled), (0, 1), "{counts:?}");
+    stack.assert_serving().await;
+}
+
+/// `call_with_timeout` ends by its deadline even while the session has no stream credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_with_timeout_is_bounded_while_waiting_for_credit() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_calls_per_session(1),
+    )
+    .await;
+    let client = stack.client().await;
+    // The server grants 1 + 4 bidirectional streams, and the session's CONNECT request holds
+    // one: four calls held open take the rest of the credit.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await);
+    }
+    stack.wait_for(|c| c.started == 4).await;
+    let err = guard(
+        "call_with_timeout without stream credit",
+        client.call_with_timeout(
+            FULL_DUPLEX_CALL,
+            HeaderMap::new(),
+            Duration::from_millis(100),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    // Credit comes back when a held call ends: a call waiting for it then starts.
+    held.pop().unwrap().cancel();
+    let mut call = guard(
+        "call_with_timeout once credit is back",
+        client.call_with_timeout(FULL_DUPLEX_CALL, HeaderMap::new(), HANG_GUARD),
+    )
+    .await
+    .unwrap();
+    call.send(encode(&echo(&[1]))).await.unwrap();
+    assert!(next(&mut call).await.is_some());
+    drop(call);
+    drop(held);
+    stack.wait_for(|c| c.in_flight() == 0).await;
 }

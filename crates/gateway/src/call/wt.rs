@@ -22,6 +22,10 @@ const DISCOVERY_PATH: &str = "/.well-known/weir/webtransport";
 /// How long fetching the discovery document may take.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long opening the session may take without `--timeout` (with it, the session must be
+/// open within the call's deadline).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The largest discovery document read.
 const DISCOVERY_LIMIT: usize = 64 * 1024;
 
@@ -201,19 +205,42 @@ pub(super) async fn run(
     } else {
         None
     };
-    let client = if target.hashes.is_empty() {
-        WebTransportClient::connect_native(&target.url).await
-    } else {
-        WebTransportClient::connect(&target.url, &target.hashes).await
+    // The deadline (--timeout) runs from the connection attempt: the session must be open
+    // within it, and the call has what is left of it.
+    let started = tokio::time::Instant::now();
+    let connecting = async {
+        if target.hashes.is_empty() {
+            WebTransportClient::connect_native(&target.url).await
+        } else {
+            WebTransportClient::connect(&target.url, &target.hashes).await
+        }
+    };
+    let client = tokio::time::timeout(options.deadline().unwrap_or(CONNECT_TIMEOUT), connecting)
+        .await
+        .map_err(|_| match options.deadline() {
+            Some(timeout) => format!(
+                "{}: DEADLINE_EXCEEDED: no WebTransport session within --timeout {}",
+                target.url,
+                humantime::format_duration(timeout)
+            ),
+            None => format!(
+                "{}: no WebTransport session within {} (is the server up, and UDP to it allowed?)",
+                target.url,
+                humantime::format_duration(CONNECT_TIMEOUT)
+            ),
+        })?
+        .map_err(|e| format!("{}: {e}", target.url))?;
+    let mut options = options.clone();
+    if let Some(timeout) = options.deadline() {
+        options = options.timeout(timeout.saturating_sub(started.elapsed()));
     }
-    .map_err(|e| format!("{}: {e}", target.url))?;
     let result = call(
         &client,
         method_path,
         first,
         requests,
         output,
-        options,
+        &options,
         verbose,
     )
     .await;
@@ -267,6 +294,9 @@ async fn call(
         sender.finish();
     });
     let result = print_responses(&mut receiver, output, verbose).await;
+    // The call has ended (or printing failed): a send still pending is abandoned, which
+    // resets the request side with CANCEL rather than finishing it; the call's status, if
+    // it ended, stays the one received.
     sending.abort();
     let mut input_error_rx = input_error_rx;
     match input_error_rx.try_recv() {

@@ -205,7 +205,8 @@ impl WebTransportClient {
     }
 
     /// Like [`call`](Self::call) with a deadline: `grpc-timeout` is sent, and the client also
-    /// cancels the call itself and reports `DEADLINE_EXCEEDED` when it expires.
+    /// cancels the call itself and reports `DEADLINE_EXCEEDED` when it expires — including
+    /// while the call still waits for stream credit.
     pub async fn call_with_timeout(
         &self,
         path: &str,
@@ -256,13 +257,27 @@ impl WebTransportClient {
         let lost = |e: &dyn std::fmt::Display| {
             session_status(&self.closed_locally, format!("cannot open a stream: {e}"))
         };
-        let (send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|e| lost(&e))?
-            .await
-            .map_err(|e| lost(&e))?;
+        // Waits for stream credit (the server's per-session call limit): bounded by the
+        // deadline too.
+        let open = async {
+            self.connection
+                .open_bi()
+                .await
+                .map_err(|e| lost(&e))?
+                .await
+                .map_err(|e| lost(&e))
+        };
+        let (send, recv) = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, open)
+                .await
+                .map_err(|_| {
+                    Status::new(
+                        Code::DeadlineExceeded,
+                        "deadline exceeded waiting for stream credit (client timer)",
+                    )
+                })??,
+            None => open.await?,
+        };
         let shared = Arc::new(Shared {
             aborted: OnceLock::new(),
             wake: CancellationToken::new(),
@@ -407,6 +422,10 @@ impl Call {
     /// Fails when the call already ended, when the request side was finished or cancelled, or
     /// when the server stopped reading (the call's status then usually follows from
     /// [`status`](Self::status)).
+    ///
+    /// Dropping the future before it completed (a timeout, a `select!`, an aborted task)
+    /// cancels the call, since part of the message may already be out: the call then ends
+    /// with `CANCELLED`.
     pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
         self.sender.send(message).await
     }
@@ -503,10 +522,40 @@ impl Call {
 /// Dropping it without [`finish`](Self::finish) does not half-close the call: a request cut
 /// short must not pass for a complete one. The request side then stays open until the call
 /// ends, and is reset if the call is cancelled or fails (dropping the [`CallReceiver`] of an
-/// unfinished call cancels it).
+/// unfinished call cancels it). Likewise a [`send`](Self::send) abandoned before it
+/// completed cancels the call rather than finishing the request.
 #[derive(Debug)]
 pub struct CallSender {
     shared: Arc<Shared>,
+}
+
+/// The request stream while a write is in progress, taken out of [`Shared::idle`].
+///
+/// If the write does not end normally — its future is dropped half way (a timeout, a
+/// `select!`, an aborted task) — the guard still holds the stream when dropped: part of a
+/// frame may already be out, so the stream can be neither put back nor finished (quinn would
+/// finish a dropped stream, and a request cut short would pass for a complete one). The call
+/// is cancelled instead: the stream is reset with `CANCEL`, and the call ends with
+/// `CANCELLED` (unless it had ended already).
+struct Writing<'a> {
+    shared: &'a Shared,
+    send: Option<wtransport::SendStream>,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        let Some(mut send) = self.send.take() else {
+            return;
+        };
+        let abort = self.shared.abort(
+            Status::new(
+                Code::Cancelled,
+                "cancelled by the client: a send was abandoned before it completed",
+            ),
+            codes::CANCEL,
+        );
+        let _ = send.reset(wire_code(abort.code));
+    }
 }
 
 /// How a write ended.
@@ -522,6 +571,10 @@ impl CallSender {
     /// Fails when the call already failed or was cancelled (with its status), when the
     /// request side was finished, or when the server stopped reading. A pending send is
     /// interrupted when the call fails meanwhile.
+    ///
+    /// Dropping the future before it completed (a timeout, a `select!`, an aborted task)
+    /// cancels the call, since part of the message may already be out: the request side is
+    /// reset, and the [`CallReceiver`] ends with `CANCELLED`.
     pub async fn send(&mut self, message: Bytes) -> Result<(), Status> {
         let mut head = BytesMut::with_capacity(5);
         encode_header(0, message.len(), &mut head);
@@ -535,26 +588,38 @@ impl CallSender {
     async fn write(&mut self, chunks: &mut [Bytes]) -> Result<(), Status> {
         let shared = &self.shared;
         let taken = shared.idle_stream().take();
-        let Some(mut send) = taken else {
+        let Some(send) = taken else {
             return Err(self.aborted().unwrap_or_else(|| {
                 Status::new(Code::FailedPrecondition, "the request stream is finished")
             }));
         };
-        let written = tokio::select! {
-            biased;
-            () = shared.wake.cancelled() => Written::Aborted,
-            () = until(shared.deadline) => Written::Expired,
-            written = send.quic_stream_mut().write_all_chunks(chunks) => Written::Done(written),
+        // Until the write ends here, the guard holds the stream: a write abandoned half way
+        // (its future dropped) cancels the call instead of finishing the request.
+        let mut writing = Writing {
+            shared,
+            send: Some(send),
         };
+        let written = match writing.send.as_mut() {
+            Some(send) => tokio::select! {
+                biased;
+                () = shared.wake.cancelled() => Written::Aborted,
+                () = until(shared.deadline) => Written::Expired,
+                written = send.quic_stream_mut().write_all_chunks(chunks) => Written::Done(written),
+            },
+            None => Written::Aborted,
+        };
+        let send = writing.send.take();
         let failed = match written {
             Written::Done(Ok(())) => {
                 let mut idle = shared.idle_stream();
                 match shared.aborted.get() {
                     // Aborted meanwhile: the abort found no stream to reset.
                     Some(abort) => {
-                        let _ = send.reset(wire_code(abort.code));
+                        if let Some(mut send) = send {
+                            let _ = send.reset(wire_code(abort.code));
+                        }
                     }
-                    None => *idle = Some(send),
+                    None => *idle = send,
                 }
                 return Ok(());
             }
@@ -574,7 +639,9 @@ impl CallSender {
         };
         match failed {
             Some(abort) => {
-                let _ = send.reset(wire_code(abort.code));
+                if let Some(mut send) = send {
+                    let _ = send.reset(wire_code(abort.code));
+                }
                 Err(abort.status.clone())
             }
             None => Err(Status::new(Code::Internal, "the call was aborted")),
