@@ -13,7 +13,7 @@ import {
 import { parseTimeout, requestHeader, trailerParse, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc-web";
 import { Base64Decoder, encodeBase64 } from "./base64.js";
 import { FLAG_DATA, FLAG_TRAILER, FrameParser } from "./frames.js";
-import { frameMessages } from "./messages.js";
+import { frameMessages, watchAbort } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 
 export type Format = "binary" | "text";
@@ -329,21 +329,7 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
       }
     }
     // Reading stops on abort even if the wire's read() would not notice.
-    // `stopped` mirrors ctl.signal.aborted (abort listeners run at once) without a call into
-    // the DOM for every message.
-    let stopped = ctl.signal.aborted;
-    const aborted = new Promise<never>((_, reject) => {
-      if (ctl.signal.aborted) reject(ctl.signal.reason);
-      ctl.signal.addEventListener(
-        "abort",
-        () => {
-          stopped = true;
-          reject(ctl.signal.reason);
-        },
-        { once: true },
-      );
-    });
-    aborted.catch(() => {});
+    const { aborted, stopped } = watchAbort(ctl.signal);
 
     const parser = new FrameParser(readMaxBytes);
     const b64 = text ? new Base64Decoder() : undefined;
@@ -383,7 +369,7 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
         validateTrailer(t, header);
       },
       check() {
-        if (stopped) throw wireError(undefined, ctl.signal);
+        if (stopped()) throw wireError(undefined, ctl.signal);
       },
       close() {
         watchdog?.stop();

@@ -116,3 +116,26 @@ class FrameMessages<M> implements AsyncIterableIterator<M> {
 export function frameMessages<M>(src: FrameSource<M>): AsyncIterableIterator<M> {
   return new FrameMessages(src);
 }
+
+/**
+ * Watches a call's signal for its reading loop: `aborted` rejects with the signal's reason once
+ * it aborts (to race reads against), and `stopped()` tells whether it has — mirrored by the
+ * abort listener (listeners run at once), so that checking it for every message costs no call
+ * into the DOM.
+ */
+export function watchAbort(signal: AbortSignal): { aborted: Promise<never>; stopped: () => boolean } {
+  let stopped = signal.aborted;
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener(
+      "abort",
+      () => {
+        stopped = true;
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+  aborted.catch(() => {});
+  return { aborted, stopped: () => stopped };
+}

@@ -14,7 +14,7 @@ import {
 import { validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { DEFAULT_READ_MAX_BYTES, formatInterval } from "./core.js";
 import { FLAG_DATA, type Frame, FrameParser } from "./frames.js";
-import { frameMessages } from "./messages.js";
+import { frameMessages, watchAbort } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 import {
   DISCOVERY_PATH,
@@ -414,21 +414,7 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       },
       { once: true },
     );
-    // `stopped` mirrors ctl.signal.aborted (abort listeners run at once) without a call into
-    // the DOM for every message.
-    let stopped = ctl.signal.aborted;
-    const aborted = new Promise<never>((_, reject) => {
-      if (ctl.signal.aborted) reject(ctl.signal.reason);
-      ctl.signal.addEventListener(
-        "abort",
-        () => {
-          stopped = true;
-          reject(ctl.signal.reason);
-        },
-        { once: true },
-      );
-    });
-    aborted.catch(() => {});
+    const { aborted, stopped } = watchAbort(ctl.signal);
 
     // ---- send side: header block, messages, FIN; independent of reading.
     const path = `/${method.parent.typeName}/${method.name}`;
@@ -581,7 +567,7 @@ export function createWebTransportTransport(options: WebTransportTransportOption
         validateTrailer(trailer, header);
       },
       check() {
-        if (stopped) throw abortError();
+        if (stopped()) throw abortError();
       },
       close: finish,
     });
