@@ -168,6 +168,13 @@ impl Cluster {
             tried[index] = true;
             let endpoint = &endpoints[index];
             if Instant::now() >= deadline {
+                last_error.get_or_insert_with(|| {
+                    format!(
+                        "no connection to cluster {:?} within the connect timeout ({connect_timeout:?})",
+                        self.name
+                    )
+                    .into()
+                });
                 break;
             }
             match endpoint.send(request, connect_timeout, deadline).await {
