@@ -54,7 +54,10 @@ impl Server {
         }
     }
 
-    /// Largest request header block accepted, in bytes.
+    /// Largest request header block accepted over HTTP/2, in bytes (default 16 KiB); larger
+    /// blocks are refused by the HTTP/2 layer. Over HTTP/1.1 the head is read up to hyper's
+    /// buffer (about 400 KiB, HTTP 431 beyond) and the gRPC-Web layer applies its own limit
+    /// ([`GrpcWebLayer::max_header_list_size`](crate::grpc_web::GrpcWebLayer::max_header_list_size)).
     pub fn max_header_list_size(mut self, bytes: u32) -> Self {
         self.max_header_list_size = bytes;
         self
@@ -98,10 +101,12 @@ impl Server {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            // hyper's read buffer bounds the HTTP/1.1 head; a head that does not fit is
-            // answered with 431.
-            .max_buf_size((self.max_header_list_size as usize).max(8192) + 8192);
+            // hyper's HTTP/1.1 buffer keeps its default (~400 KiB): it bounds the request
+            // head (431 beyond it; the gRPC-Web layer refuses header lists over its own limit
+            // with RESOURCE_EXHAUSTED), but it also caps how much response hyper queues per
+            // write, and a 24 KiB cap cut HTTP/1.1 streaming of large messages to less than
+            // half (docs/benchmarks.md).
+            .header_read_timeout(self.header_read_timeout);
         builder
             .http2()
             .timer(TokioTimer::new())
