@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
@@ -353,22 +353,6 @@ impl Body for RecvBody {
     }
 }
 
-/// Headers that are not call metadata in a request header block (§3.3).
-const IGNORED_REQUEST_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "host",
-    "content-length",
-    "grpc-status",
-    "grpc-message",
-    "grpc-status-details-bin",
-];
-
 /// Splits `:path` out of a header block, since `http::HeaderName` cannot hold a pseudo-header.
 fn split_path(block: &[u8]) -> (Option<String>, Vec<u8>) {
     let mut path = None;
@@ -430,19 +414,19 @@ fn parse_request_head(
                 "request header block needs content-type application/grpc[+proto|+json]",
             )
         })?;
-    for name in IGNORED_REQUEST_HEADERS {
-        headers.remove(*name);
-    }
+    // Not call metadata (§3.3): the hop-by-hop and reserved headers an HTTP call loses too,
+    // and `host`.
+    headers.remove(header::HOST);
+    crate::hop::strip_request(&mut headers);
     for (name, value) in &headers {
         metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
     }
     let timeout = headers
-        .get("grpc-timeout")
+        .get(&crate::names::GRPC_TIMEOUT)
         .map(|value| timeout::parse(value.as_bytes()))
         .transpose()
         .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
     headers.insert(header::CONTENT_TYPE, content_type.to_header_value());
-    headers.insert(header::TE, HeaderValue::from_static("trailers"));
     let mut request = Request::new(());
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
@@ -659,7 +643,7 @@ async fn call<S>(
     ] {
         headers.remove(name);
     }
-    if headers.contains_key("grpc-status") {
+    if headers.contains_key(&crate::names::GRPC_STATUS) {
         // Trailers-only.
         end_with(&mut send, headers, &failure).await;
         return;

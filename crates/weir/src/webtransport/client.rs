@@ -214,7 +214,7 @@ impl WebTransportClient {
         timeout: Duration,
     ) -> Result<Call, Status> {
         if let Ok(value) = HeaderValue::try_from(timeout::format(timeout)) {
-            metadata.insert("grpc-timeout", value);
+            metadata.insert(crate::names::GRPC_TIMEOUT, value);
         }
         self.start(path, metadata, Some(Instant::now() + timeout))
             .await
@@ -745,7 +745,8 @@ impl CallReceiver {
                                 return Event::End;
                             }
                         };
-                        if self.headers.is_some() || block.contains_key("grpc-status") {
+                        if self.headers.is_some() || block.contains_key(&crate::names::GRPC_STATUS)
+                        {
                             if self.headers.is_none() {
                                 // Trailers-only.
                                 self.headers = Some(HeaderMap::new());
@@ -850,22 +851,15 @@ impl CallReceiver {
     }
 
     fn end_with_trailers(&mut self, block: HeaderMap) {
-        let status = match block.get("grpc-status") {
-            Some(value) => match Code::from_header(value.as_bytes()) {
-                Some(code) => Status::new(
-                    code,
-                    block
-                        .get("grpc-message")
-                        .map(|m| weir_codec::status::decode_message(m.as_bytes()))
-                        .unwrap_or_default(),
-                ),
-                None => Status::new(
+        let status = Status::from_headers(&block).unwrap_or_else(|| {
+            match block.get(&crate::names::GRPC_STATUS) {
+                Some(value) => Status::new(
                     Code::Internal,
                     format!("invalid grpc-status {value:?} in the trailer block"),
                 ),
-            },
-            None => Status::new(Code::Internal, "trailer block without grpc-status"),
-        };
+                None => Status::new(Code::Internal, "trailer block without grpc-status"),
+            }
+        });
         self.trailers = Some(block);
         // The response is complete: nothing more to read. On an error status the request
         // side, if still open, is of no use to the server any more: the sender resets it.
