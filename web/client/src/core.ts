@@ -13,7 +13,7 @@ import {
 import { parseTimeout, requestHeader, trailerParse, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc-web";
 import { Base64Decoder, encodeBase64 } from "./base64.js";
 import { FLAG_DATA, FLAG_TRAILER, FrameParser } from "./frames.js";
-import { frameMessages, watchAbort } from "./messages.js";
+import { callController, frameMessages, watchAbort } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 
 export type Format = "binary" | "text";
@@ -256,14 +256,7 @@ export function createWireTransport(options: TransportOptions, wire: Wire): Tran
   ): Promise<CallParts<O>> {
     // Our own controller: aborted by the caller's signal, the heartbeat
     // watchdog, or the end of the call.
-    const ctl = new AbortController();
-    const onAbort = () => ctl.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
-    const finish = () => {
-      signal.removeEventListener("abort", onAbort);
-      if (!ctl.signal.aborted) ctl.abort(new ConnectError("call ended", Code.Canceled));
-    };
+    const { ctl, release: finish } = callController(signal);
 
     let res: WireResponse;
     try {

@@ -3,6 +3,8 @@
 // without reading, so a `next()` costs one resolved promise and one decode, instead of the
 // awaits an async generator spends on every `yield`.
 
+import { Code, ConnectError } from "@connectrpc/connect";
+
 import type { Frame } from "./frames.js";
 
 /** What a transport supplies: how to read frames, decode them, end and release the call. */
@@ -138,4 +140,21 @@ export function watchAbort(signal: AbortSignal): { aborted: Promise<never>; stop
   });
   aborted.catch(() => {});
   return { aborted, stopped: () => stopped };
+}
+
+/**
+ * A call's own controller, aborted by the caller's `signal`, by whatever else the transport
+ * wires to it, and by `release()` at the end of the call ("call ended", which also unhooks it
+ * from the caller's signal).
+ */
+export function callController(signal: AbortSignal): { ctl: AbortController; release: () => void } {
+  const ctl = new AbortController();
+  const onAbort = () => ctl.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener("abort", onAbort, { once: true });
+  const release = () => {
+    signal.removeEventListener("abort", onAbort);
+    if (!ctl.signal.aborted) ctl.abort(new ConnectError("call ended", Code.Canceled));
+  };
+  return { ctl, release };
 }

@@ -14,7 +14,7 @@ import {
 import { validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import { DEFAULT_READ_MAX_BYTES, formatInterval } from "./core.js";
 import { FLAG_DATA, type Frame, FrameParser } from "./frames.js";
-import { frameMessages, watchAbort } from "./messages.js";
+import { callController, frameMessages, watchAbort } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 import {
   DISCOVERY_PATH,
@@ -374,17 +374,13 @@ export function createWebTransportTransport(options: WebTransportTransportOption
   ): Promise<CallParts<O>> {
     // Our own controller: aborted by the caller's signal (cancel, deadline),
     // a lost session, a failing request stream, or the end of the call.
-    const ctl = new AbortController();
-    const onAbort = () => ctl.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
+    const { ctl, release } = callController(signal);
     let unwatch = () => {};
     let ended = false;
     const finish = () => {
       ended = true;
-      signal.removeEventListener("abort", onAbort);
       unwatch();
-      if (!ctl.signal.aborted) ctl.abort(new ConnectError("call ended", Code.Canceled));
+      release();
     };
     const abortError = () => ConnectError.from(ctl.signal.reason, Code.Canceled);
 
