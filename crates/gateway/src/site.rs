@@ -91,44 +91,37 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if request.method() == Method::GET
-            && request.uri().path() == DISCOVERY_PATH
-            && self.discovery.is_none()
-        {
-            let mut response =
-                Response::new(BoxBody::full("this server has no WebTransport listener\n"));
-            *response.status_mut() = StatusCode::NOT_FOUND;
+        if request.method() == Method::GET && request.uri().path() == DISCOVERY_PATH {
+            let (status, content_type, body) = match &self.discovery {
+                Some(discovery) => (
+                    StatusCode::OK,
+                    "application/json",
+                    discovery.document(&request_host(&request)),
+                ),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    "text/plain; charset=utf-8",
+                    "this server has no WebTransport listener\n".to_owned(),
+                ),
+            };
+            let mut response = Response::new(BoxBody::full(body));
+            *response.status_mut() = status;
             let headers = response.headers_mut();
             headers.insert(
                 header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            headers.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                http::HeaderValue::from_static("*"),
-            );
-            return Either::Right(std::future::ready(Ok(response)));
-        }
-        if request.method() == Method::GET
-            && request.uri().path() == DISCOVERY_PATH
-            && let Some(discovery) = &self.discovery
-        {
-            let mut response =
-                Response::new(BoxBody::full(discovery.document(&request_host(&request))));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/json"),
+                http::HeaderValue::from_static(content_type),
             );
             // Nothing secret: it only says which certificate to expect.
             headers.insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 http::HeaderValue::from_static("*"),
             );
-            headers.insert(
-                header::CACHE_CONTROL,
-                http::HeaderValue::from_static("no-store"),
-            );
+            if self.discovery.is_some() {
+                headers.insert(
+                    header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+            }
             return Either::Right(std::future::ready(Ok(response)));
         }
         let page = self.page.filter(|_| {
