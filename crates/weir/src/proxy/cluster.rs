@@ -199,19 +199,22 @@ impl Cluster {
 /// the one with fewer calls in flight of two picked at random.
 fn pick(endpoints: &[Arc<Endpoint>], tried: &[bool]) -> Option<usize> {
     let now = Instant::now();
-    let untried = || (0..endpoints.len()).filter(|&i| !tried[i]);
-    let mut candidates: Vec<usize> = untried().filter(|&i| endpoints[i].usable(now)).collect();
-    if candidates.is_empty() {
-        // Every address is backing off: try them anyway rather than fail without trying.
-        candidates = untried().collect();
-    }
-    match candidates.len() {
+    let untried = |i: &usize| !tried[*i];
+    let usable = |i: &usize| endpoints[*i].usable(now);
+    // Every address is backing off: try them anyway rather than fail without trying.
+    let prefer_usable = (0..endpoints.len()).filter(untried).any(|i| usable(&i));
+    let candidates = || {
+        (0..endpoints.len())
+            .filter(untried)
+            .filter(move |i| !prefer_usable || usable(i))
+    };
+    match candidates().count() {
         0 => None,
-        1 => Some(candidates[0]),
+        1 => candidates().next(),
         n => {
             let a = fastrand::usize(..n);
             let b = (a + 1 + fastrand::usize(..n - 1)) % n;
-            let (a, b) = (candidates[a], candidates[b]);
+            let (a, b) = (candidates().nth(a)?, candidates().nth(b)?);
             let load = |i: usize| endpoints[i].in_flight.load(Ordering::Relaxed);
             Some(if load(b) < load(a) { b } else { a })
         }
