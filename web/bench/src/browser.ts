@@ -18,7 +18,6 @@
 // Chromium runs with --enable-precise-memory-info so performance.memory is exact.
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, resolve } from "node:path";
@@ -28,6 +27,7 @@ import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { type Browser, type CDPSession, chromium } from "playwright-core";
 import type { Contender, Decoder, Result, Target } from "../browser/page.js";
+import { chromiumPath } from "../../interop/src/harness/browser.js";
 import { type CpuProfile, summarize } from "./profile.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -271,11 +271,15 @@ async function decodeOnly(browser: Browser, origin: string, scripts: Map<string,
 async function main(): Promise<void> {
   const binary = values.server;
   if (binary === undefined) throw new Error("--server <weir-bench binary> is required");
-  const chromiumPath = [process.env.CHROMIUM_PATH, "/usr/bin/chromium"].find((p) => p !== undefined && existsSync(p));
-  if (chromiumPath === undefined) {
-    console.log("SKIPPED: no Chromium (run scripts/ensure-chromium or set CHROMIUM_PATH)\n");
+  let executablePath: string;
+  try {
+    executablePath = chromiumPath();
+  } catch (e) {
+    console.log(`SKIPPED: ${(e as Error).message}\n`);
     return;
   }
+  const launch = (args: string[]) =>
+    chromium.launch({ executablePath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", ...args], timeout: 30_000 });
   const contenders = values.only !== undefined ? (values.only.split(",") as Contender[]) : ALL;
   for (const c of contenders) if (!ALL.includes(c)) throw new Error(`unknown contender ${c} (${ALL.join(", ")})`);
   const entries: Entry[] = contenders.map((contender) => ({ contender, baseline: false }));
@@ -286,11 +290,7 @@ async function main(): Promise<void> {
   if (values.decode === true) {
     const decoders = entries.filter((e) => (DECODERS as Contender[]).includes(e.contender));
     const pages = await startPages(values.baseline);
-    const browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-      timeout: 30_000,
-    });
+    const browser = await launch([]);
     try {
       await decodeOnly(browser, pages.origin, pages.scripts, decoders);
     } finally {
@@ -302,12 +302,8 @@ async function main(): Promise<void> {
 
   const server = await startServer(binary);
   const pages = await startPages(values.baseline);
-  const browser = await chromium.launch({
-    executablePath: chromiumPath,
-    // No --disable-quic: WebTransport runs over QUIC.
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-precise-memory-info", "--js-flags=--expose-gc"],
-    timeout: 30_000,
-  });
+  // No --disable-quic: WebTransport runs over QUIC.
+  const browser = await launch(["--enable-precise-memory-info", "--js-flags=--expose-gc"]);
   const runnable = (e: Entry) => e.contender !== "weir-webtransport" || server.noWebTransport === undefined;
   const system = await browser.newBrowserCDPSession();
   const results = new Map<string, (Result & { cpu: Cpu })[]>();

@@ -201,7 +201,8 @@ fn pick(endpoints: &[Arc<Endpoint>], tried: &[bool]) -> Option<usize> {
     let now = Instant::now();
     let untried = |i: &usize| !tried[*i];
     let usable = |i: &usize| endpoints[*i].usable(now);
-    // Every address is backing off: try them anyway rather than fail without trying.
+    // Addresses backing off are passed over, unless all are: then they are tried anyway
+    // rather than failing without trying.
     let prefer_usable = (0..endpoints.len()).filter(untried).any(|i| usable(&i));
     let candidates = || {
         (0..endpoints.len())
