@@ -53,8 +53,7 @@ pub(crate) fn push_frame(out: &mut BytesMut, message: &[u8], mode: Mode) {
         }
         Mode::Text => {
             let mut frame = BytesMut::with_capacity(message.len() + 5);
-            encode_header(0, message.len(), &mut frame);
-            frame.extend_from_slice(message);
+            push_frame(&mut frame, message, Mode::Binary);
             out.extend_from_slice(&weir_codec::text::encode(&frame));
         }
     }

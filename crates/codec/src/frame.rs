@@ -130,7 +130,10 @@ pub fn encode_header(flags: u8, len: usize, dst: &mut BytesMut) {
 
 /// Encodes an uncompressed message frame.
 pub fn encode_message(payload: &[u8]) -> Bytes {
-    Frame::new(0, Bytes::copy_from_slice(payload)).encode()
+    let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
+    encode_header(0, payload.len(), &mut out);
+    out.extend_from_slice(payload);
+    out.freeze()
 }
 
 /// Why a byte stream is not a valid sequence of frames.
