@@ -98,7 +98,7 @@ impl Streaming {
         let headers = parts.headers;
         if parts.status != http::StatusCode::OK {
             // A status in the headers wins: some servers send trailers-only with an HTTP error.
-            if let Some(status) = Status::from_block(&headers)
+            if let Some(status) = Status::from_headers(&headers)
                 && !status.is_ok()
             {
                 return Err(status);
@@ -113,7 +113,7 @@ impl Streaming {
         let text = match content_type {
             Some(ct) if ct.protocol() != Protocol::Grpc => ct.is_text(),
             _ => {
-                if let Some(status) = Status::from_block(&headers) {
+                if let Some(status) = Status::from_headers(&headers) {
                     // Trailers-only answers need not repeat the content type.
                     return Streaming::ended(headers, status);
                 }
@@ -126,7 +126,7 @@ impl Streaming {
                 ));
             }
         };
-        if let Some(status) = Status::from_block(&headers) {
+        if let Some(status) = Status::from_headers(&headers) {
             return Streaming::ended(headers, status);
         }
         Ok(Streaming {
@@ -336,7 +336,7 @@ impl Streaming {
                 ));
             }
         };
-        match Status::from_block(&block) {
+        match Status::from_headers(&block) {
             Some(status) if status.is_ok() => {
                 self.trailers = Some(status.metadata().clone());
                 self.done = Some(Ok(()));

@@ -25,6 +25,50 @@ pub const HEADER_LEN: usize = 5;
 pub const FLAG_COMPRESSED: u8 = 0x01;
 /// Flag bit 7: the frame carries the gRPC-Web trailer block, not a message.
 pub const FLAG_TRAILERS: u8 = 0x80;
+/// Flag bit 6: weir's heartbeat frame, with no payload, only in response bodies of calls that
+/// asked for heartbeats (`docs/protocol/heartbeat.md`).
+pub const FLAG_HEARTBEAT: u8 = 0x40;
+
+/// A frame whose flags byte is not allowed where it travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlagError {
+    flags: u8,
+}
+
+impl FlagError {
+    /// The offending flags byte.
+    pub fn flags(&self) -> u8 {
+        self.flags
+    }
+}
+
+impl fmt::Display for FlagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.flags {
+            FLAG_TRAILERS => f.write_str(
+                "frame with flags 0x80 (a trailer block) where only messages may travel",
+            ),
+            flags => write!(
+                f,
+                "frame with reserved flags {flags:#04x}: a message frame's flags are 0x00 or 0x01 (compressed)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FlagError {}
+
+/// Checks the flags of a frame that must carry a message: every frame of a request, in every
+/// protocol weir speaks, and every frame of a native gRPC response body. Only bit 0
+/// (compressed) may be set; the gRPC specification reserves the others, and a peer that
+/// ignores them could read a trailer block or heartbeat as a message.
+pub fn check_message_flags(flags: u8) -> Result<(), FlagError> {
+    if flags & !FLAG_COMPRESSED == 0 {
+        Ok(())
+    } else {
+        Err(FlagError { flags })
+    }
+}
 
 /// What a frame carries, from its flags byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -381,6 +425,24 @@ impl FrameDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_flags() {
+        assert_eq!(check_message_flags(0x00), Ok(()));
+        assert_eq!(check_message_flags(0x01), Ok(()));
+        for flags in [0x02, 0x40, 0x80, 0x81, 0xff] {
+            assert_eq!(
+                check_message_flags(flags).map_err(|e| e.flags()),
+                Err(flags)
+            );
+        }
+        assert!(
+            check_message_flags(0x80)
+                .unwrap_err()
+                .to_string()
+                .contains("trailer block")
+        );
+    }
     use proptest::prelude::*;
 
     #[test]

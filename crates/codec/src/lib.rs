@@ -12,7 +12,7 @@
 //! | [`content_type`] | `application/grpc`, `application/grpc-web`, `application/grpc-web-text` and their suffixes |
 //! | [`metadata`] | metadata keys and values: ASCII and base64 `-bin` values, reserved names |
 //! | [`timeout`] | `grpc-timeout` parsing and formatting |
-//! | [`status`] | status codes, HTTP-status mapping, `grpc-message` percent-encoding |
+//! | [`status`] | [`Status`] and its codes, HTTP-status and HTTP/2-reset mapping, `grpc-message` percent-encoding |
 //! | [`webtransport`] | WebTransport stream error codes in HTTP/3's reserved range |
 //!
 //! # Example: decode a gRPC-Web response body delivered in arbitrary chunks
@@ -54,4 +54,4 @@ pub mod timeout;
 pub mod trailers;
 pub mod webtransport;
 
-pub use status::Code;
+pub use status::{Code, Status};

@@ -42,7 +42,7 @@ pub mod metrics;
 mod names;
 pub mod proxy;
 pub mod server;
-mod status;
+pub(crate) mod status;
 pub mod tls;
 pub mod webtransport;
 

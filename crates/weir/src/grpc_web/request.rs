@@ -13,6 +13,7 @@ use super::{CallFailure, Spliced};
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::call::Leftover;
+use crate::status::StatusExt as _;
 
 /// Decodes base64 in text mode, checks every frame against the limit and the framing rules,
 /// and hands whole frames to the service as they arrive.

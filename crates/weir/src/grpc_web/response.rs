@@ -18,6 +18,7 @@ use weir_codec::{text, timeout, trailers};
 use super::CallFailure;
 use crate::Status;
 use crate::body::{self, BoxBody, BoxError};
+use crate::status::StatusExt as _;
 
 /// How the client wants its response encoded.
 #[derive(Debug, Clone)]

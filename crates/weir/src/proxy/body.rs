@@ -18,6 +18,7 @@ use weir_codec::Code;
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::metrics::{Metrics, UpstreamError};
+use crate::status::StatusExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::WaitForCancellationFutureOwned;

@@ -52,6 +52,7 @@ pub use cluster::ClusterConfig;
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::metrics::{Metrics, UpstreamError};
+use crate::status::StatusExt as _;
 use cluster::Cluster;
 use tokio_util::sync::CancellationToken;
 

@@ -29,6 +29,7 @@ use crate::Status;
 use crate::body::{BoxBody, BoxError};
 use crate::cors::OriginCheck;
 use crate::grpc_web::{CallFailure, Spliced};
+use crate::status::StatusExt as _;
 
 /// Everything a session task needs.
 pub(super) struct Session<S> {
