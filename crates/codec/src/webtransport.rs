@@ -8,6 +8,32 @@
 //!
 //! [draft]: https://datatracker.ietf.org/doc/draft-ietf-webtrans-http3/
 
+use crate::Code;
+
+/// Stream error codes of weir's mapping (`docs/protocol/webtransport.md` §5), as WebTransport
+/// application codes; on the wire they travel through [`to_http3`].
+pub mod codes {
+    /// The call is abandoned.
+    pub const CANCEL: u32 = 0x0;
+    /// The peer broke the specification.
+    pub const PROTOCOL_ERROR: u32 = 0x1;
+    /// The server did not start the call; the client may retry.
+    pub const REFUSED: u32 = 0x2;
+}
+
+/// The status a stream reset or STOP_SENDING code stands for (§5). The code is read as HTTP/3
+/// carries WebTransport codes; a bare small code (a peer that skipped the mapping) is read as
+/// the application code itself. Codes the mapping does not define are `UNKNOWN`.
+pub fn status_for_stream_code(code: u64) -> Code {
+    let code = from_http3(code).map(u64::from).unwrap_or(code);
+    match u32::try_from(code) {
+        Ok(codes::CANCEL) => Code::Cancelled,
+        Ok(codes::PROTOCOL_ERROR) => Code::Internal,
+        Ok(codes::REFUSED) => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
 /// The HTTP/3 error code of WebTransport application code 0.
 pub const FIRST_HTTP3_CODE: u64 = 0x52e4_a40f_a8db;
 /// The HTTP/3 error code of WebTransport application code `u32::MAX`.
@@ -41,6 +67,16 @@ mod tests {
         assert_eq!(from_http3(0x52e4_a40f_a8db), Some(0));
         assert_eq!(from_http3(0), None);
         assert_eq!(from_http3(LAST_HTTP3_CODE + 1), None);
+        assert_eq!(
+            status_for_stream_code(to_http3(codes::CANCEL)),
+            Code::Cancelled
+        );
+        assert_eq!(status_for_stream_code(0), Code::Cancelled);
+        assert_eq!(
+            status_for_stream_code(to_http3(codes::REFUSED)),
+            Code::Unavailable
+        );
+        assert_eq!(status_for_stream_code(to_http3(7)), Code::Unknown);
     }
 
     proptest! {

@@ -41,8 +41,8 @@ use wtransport::error::ConnectingError;
 use wtransport::quinn::{self, ReadError, WriteError};
 use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
-use super::codes;
 use crate::Status;
+use weir_codec::webtransport::{codes, status_for_stream_code};
 
 /// Largest response message or header block the client accepts by default (4 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -316,20 +316,6 @@ fn session_status(closed_locally: &AtomicBool, message: String) -> Status {
         Status::new(Code::Cancelled, "the client closed the session")
     } else {
         Status::new(Code::Unavailable, format!("session lost: {message}"))
-    }
-}
-
-/// The status a stream reset or STOP_SENDING code from the server stands for (§5). The code
-/// is read as HTTP/3 carries WebTransport codes; a bare small code is accepted too.
-pub fn status_for_stream_code(code: u64) -> Code {
-    let code = weir_codec::webtransport::from_http3(code)
-        .map(u64::from)
-        .unwrap_or(code);
-    match u32::try_from(code) {
-        Ok(codes::CANCEL) => Code::Cancelled,
-        Ok(codes::PROTOCOL_ERROR) => Code::Internal,
-        Ok(codes::REFUSED) => Code::Unavailable,
-        _ => Code::Unknown,
     }
 }
 

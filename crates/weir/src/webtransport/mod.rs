@@ -49,15 +49,7 @@ use crate::cors::OriginCheck;
 /// Version of `docs/protocol/webtransport.md` this server speaks (query parameter `v`).
 pub const PROTOCOL_VERSION: &str = "1";
 
-/// Stream error codes of the mapping (`docs/protocol/webtransport.md` §5).
-pub mod codes {
-    /// The call is abandoned.
-    pub const CANCEL: u32 = 0x0;
-    /// The peer broke the specification.
-    pub const PROTOCOL_ERROR: u32 = 0x1;
-    /// The server did not start the call; the client may retry.
-    pub const REFUSED: u32 = 0x2;
-}
+pub use weir_codec::webtransport::codes;
 
 /// Settings of a WebTransport listener. The defaults are safe.
 #[derive(Debug, Clone)]
