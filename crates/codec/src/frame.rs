@@ -46,7 +46,7 @@ impl fmt::Display for FlagError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.flags {
             FLAG_TRAILERS => f.write_str(
-                "frame with flags 0x80 (a trailer block) where only messages may travel",
+                "trailer frame (flags 0x80) where only messages may travel: only servers end calls with trailers",
             ),
             flags => write!(
                 f,
@@ -190,6 +190,9 @@ pub enum FrameError {
         /// The configured limit.
         limit: usize,
     },
+    /// A frame's flags are not allowed where it travels (see [`check_message_flags`]); only a
+    /// decoder made with [`FrameDecoder::messages`] reports this.
+    Flags(FlagError),
     /// The stream ended inside a frame.
     Truncated {
         /// Bytes of the incomplete frame that were received.
@@ -206,6 +209,7 @@ impl fmt::Display for FrameError {
                 f,
                 "message of {len} bytes exceeds the {limit}-byte limit (max_message_size)"
             ),
+            FrameError::Flags(e) => e.fmt(f),
             FrameError::Truncated {
                 received,
                 expected: Some(expected),
@@ -238,6 +242,8 @@ pub struct FrameDecoder {
     max_message_size: usize,
     /// Payload length of the frame whose header has been checked, while its bytes arrive.
     header: Option<usize>,
+    /// Whether every frame must be a message ([`check_message_flags`]).
+    messages_only: bool,
 }
 
 impl FrameDecoder {
@@ -248,6 +254,17 @@ impl FrameDecoder {
             buffered: 0,
             max_message_size,
             header: None,
+            messages_only: false,
+        }
+    }
+
+    /// A decoder of frames that must all carry messages — every request body, and native gRPC
+    /// response bodies: a frame with any flag but bit 0 (compressed) is
+    /// [`FrameError::Flags`], reported as soon as its 5-byte header arrives.
+    pub fn messages(max_message_size: usize) -> Self {
+        FrameDecoder {
+            messages_only: true,
+            ..FrameDecoder::new(max_message_size)
         }
     }
 
@@ -287,6 +304,9 @@ impl FrameDecoder {
                 let mut head = [0u8; HEADER_LEN];
                 self.peek(&mut head);
                 let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                if self.messages_only {
+                    check_message_flags(head[0]).map_err(FrameError::Flags)?;
+                }
                 if len > self.max_message_size {
                     return Err(FrameError::TooLarge {
                         len,
@@ -337,8 +357,11 @@ impl FrameDecoder {
             let mut end = 0;
             while let Some(head) = front.get(end..end + HEADER_LEN) {
                 let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-                if len > self.max_message_size || front.len() - end - HEADER_LEN < len {
-                    // decode() below reports the oversize frame once the run before it is out.
+                if len > self.max_message_size
+                    || front.len() - end - HEADER_LEN < len
+                    || (self.messages_only && check_message_flags(head[0]).is_err())
+                {
+                    // decode() below reports a bad frame once the run before it is out.
                     break;
                 }
                 end += HEADER_LEN + len;
@@ -361,6 +384,15 @@ impl FrameDecoder {
         self.peek(&mut head);
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         Some((head[0], len))
+    }
+
+    /// Takes every buffered byte out, whole frames or not, leaving the decoder empty: for a
+    /// receiver that hands the rest of a stream to another decoder (a WebTransport request
+    /// body after its header block).
+    pub fn take_buffered(&mut self) -> Bytes {
+        self.header = None;
+        let n = self.buffered;
+        self.take(n)
     }
 
     /// Checks that the stream ended on a frame boundary.
@@ -427,6 +459,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn messages_only_decoder() {
+        let mut wire = encode_message(b"ok").to_vec();
+        wire.extend_from_slice(&[0x02, 0, 0, 0, 1, 7]);
+        let mut decoder = FrameDecoder::messages(16);
+        decoder.push(Bytes::from(wire));
+        assert_eq!(decoder.decode_run().unwrap().map(|b| b.len()), Some(7));
+        match decoder.decode_run() {
+            Err(FrameError::Flags(e)) => assert_eq!(e.flags(), 0x02),
+            other => panic!("{other:?}"),
+        }
+        let mut plain = FrameDecoder::new(16);
+        plain.push(Bytes::from_static(&[0x02, 0, 0, 0, 0]));
+        assert!(plain.decode().unwrap().is_some());
+    }
+
+    #[test]
     fn message_flags() {
         assert_eq!(check_message_flags(0x00), Ok(()));
         assert_eq!(check_message_flags(0x01), Ok(()));
@@ -440,7 +488,7 @@ mod tests {
             check_message_flags(0x80)
                 .unwrap_err()
                 .to_string()
-                .contains("trailer block")
+                .contains("trailer frame")
         );
     }
     use proptest::prelude::*;

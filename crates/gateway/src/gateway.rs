@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer as _;
 use weir::Cors;
+use weir::edge::EdgeConfig;
 use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::proxy::{ClusterConfig, Proxy};
@@ -61,11 +62,15 @@ pub(crate) async fn run(
             .allow_origin(origin)
             .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
     }
-    let grpc_web = GrpcWebLayer::new()
-        .cors(cors.clone())
+    // One call edge for every door: gRPC-Web, native gRPC and WebTransport.
+    let edge = EdgeConfig::default()
         .max_request_message_size(config.limits.max_request_message_size)
         .max_response_message_size(config.limits.max_response_message_size)
         .max_header_list_size(config.limits.max_header_list_size as usize)
+        .max_call(config.timeouts.max_call);
+    let grpc_web = GrpcWebLayer::new()
+        .cors(cors.clone())
+        .edge(edge.clone())
         .heartbeat_bounds(
             config.keepalive.heartbeat_min_interval,
             config.keepalive.heartbeat_max_interval,
@@ -97,13 +102,7 @@ pub(crate) async fn run(
             .cors(cors.clone())
             .max_sessions(wt.max_sessions)
             .max_calls_per_session(wt.max_calls_per_session)
-            .max_message_size(
-                config
-                    .limits
-                    .max_request_message_size
-                    .max(config.limits.max_response_message_size),
-            )
-            .max_header_block(config.limits.max_header_list_size as usize)
+            .edge(edge.clone())
             .own_http_ports(own_ports.clone())
             // Sessions close as their calls end; at the end of the grace period the drain
             // token ends the calls still open with UNAVAILABLE, whose trailers get a moment

@@ -41,6 +41,40 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) {
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
+/// Response headers that belong to the hop they came over: the framing (`content-length`,
+/// `transfer-encoding`: bodies are re-framed, and a gRPC-Web or WebTransport body is a
+/// different length) and the hop-by-hop headers of RFC 9110 §7.6.1.
+const STRIPPED_RESPONSE: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::CONTENT_LENGTH,
+];
+
+/// Removes hop-by-hop and framing headers from a service's response head, including every
+/// header that `Connection` names.
+pub(crate) fn strip_response(headers: &mut HeaderMap) {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if STRIPPED_RESPONSE.contains(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    if doomed.contains(&header::CONNECTION) {
+        remove_named_by_connection(headers);
+    }
+    for name in &doomed {
+        headers.remove(name);
+    }
+}
+
 /// Removes the headers that `Connection` names.
 fn remove_named_by_connection(headers: &mut HeaderMap) {
     let named: Vec<String> = headers

@@ -36,6 +36,7 @@
 pub mod body;
 mod call;
 mod cors;
+pub mod edge;
 pub mod grpc_web;
 mod hop;
 pub mod metrics;

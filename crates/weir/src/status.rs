@@ -21,18 +21,6 @@ pub(crate) trait StatusExt: Sized {
                 .is_some()
     }
 
-    /// Makes sure trailers carry a status: trailers without `grpc-status` would read as
-    /// success to a client, so they get `INTERNAL`, keeping their metadata.
-    fn ensure_in(trailers: &mut HeaderMap) {
-        if !trailers.contains_key(&crate::names::GRPC_STATUS) {
-            Status::new(
-                Code::Internal,
-                "the service ended its response with trailers but no grpc-status",
-            )
-            .write_headers(trailers);
-        }
-    }
-
     /// The status as a native gRPC "Trailers-Only" response: HTTP 200 with the status in the
     /// headers and no body.
     fn into_response(self) -> http::Response<crate::body::BoxBody>;
@@ -64,6 +52,7 @@ impl StatusExt for Status {
             FrameError::TooLarge { .. } => {
                 Status::new(Code::ResourceExhausted, format!("request {err}"))
             }
+            FrameError::Flags(_) => Status::new(Code::Internal, format!("request {err}")),
             FrameError::Truncated { .. } => {
                 Status::new(Code::Internal, format!("request body truncated: {err}"))
             }
@@ -75,6 +64,7 @@ impl StatusExt for Status {
             FrameError::TooLarge { .. } => {
                 Status::new(Code::ResourceExhausted, format!("response {err}"))
             }
+            FrameError::Flags(_) => Status::new(Code::Internal, format!("response {err}")),
             FrameError::Truncated { .. } => {
                 Status::new(Code::Internal, format!("response body truncated: {err}"))
             }

@@ -14,6 +14,8 @@ use prost::Message as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use weir::body::BoxBody;
+use weir::edge::EdgeConfig;
+use weir::grpc_web::GrpcWebLayer;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir_codec::frame;
 use weir_testservice::pb::{
@@ -321,8 +323,11 @@ async fn grpc_timeout_holds_against_unresponsive_upstreams() {
 async fn max_timeout_holds_against_unresponsive_upstreams() {
     for (script, messages) in [(Script::Silent, 0), (Script::OneMessageThenHang, 1)] {
         let upstream = Scripted::start(script.clone()).await;
-        let gateway = Gateway::start(
-            to_upstream(upstream.port()).max_timeout(Some(Duration::from_millis(200))),
+        // The gateway's composition: the edge enforces the cap, the proxy forwards it.
+        let max = Some(Duration::from_millis(200));
+        let gateway = Gateway::with_layer(
+            GrpcWebLayer::new().edge(EdgeConfig::default().max_call(max)),
+            to_upstream(upstream.port()).max_timeout(max),
         )
         .await;
         let mut client = gateway.client(Proto::H1).await;

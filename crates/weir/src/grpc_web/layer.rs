@@ -5,18 +5,12 @@ use tower_layer::Layer;
 
 use super::GrpcWebService;
 use crate::Cors;
+use crate::edge::{Edge, EdgeConfig};
 
-/// Default limit on one message in either direction, as in gRPC implementations (4 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
-/// Default limit on the request's header block (names and values), 16 KiB.
-pub const DEFAULT_MAX_HEADER_LIST_SIZE: usize = 16 * 1024;
-
+/// What the gRPC-Web front door itself decides; limits and deadlines are the edge's.
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) cors: Cors,
-    pub(crate) max_request_message_size: usize,
-    pub(crate) max_response_message_size: usize,
-    pub(crate) max_header_list_size: usize,
     pub(crate) heartbeat_min: Duration,
     pub(crate) heartbeat_max: Duration,
 }
@@ -25,6 +19,7 @@ pub(crate) struct Config {
 #[derive(Debug, Clone)]
 pub struct GrpcWebLayer {
     config: Arc<Config>,
+    edge: Arc<EdgeConfig>,
 }
 
 impl Default for GrpcWebLayer {
@@ -40,17 +35,27 @@ impl GrpcWebLayer {
         GrpcWebLayer {
             config: Arc::new(Config {
                 cors: Cors::default(),
-                max_request_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-                max_response_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-                max_header_list_size: DEFAULT_MAX_HEADER_LIST_SIZE,
                 heartbeat_min: Duration::from_secs(1),
                 heartbeat_max: Duration::from_secs(300),
             }),
+            edge: Arc::new(EdgeConfig::default()),
         }
     }
 
     fn config_mut(&mut self) -> &mut Config {
         Arc::make_mut(&mut self.config)
+    }
+
+    fn edge_mut(&mut self) -> &mut EdgeConfig {
+        Arc::make_mut(&mut self.edge)
+    }
+
+    /// Sets every limit of the call edge at once (see [`crate::edge`]): the same
+    /// [`EdgeConfig`] a gateway gives its WebTransport endpoint, so both doors apply one
+    /// policy. Native gRPC calls on the same port get it too.
+    pub fn edge(mut self, edge: EdgeConfig) -> Self {
+        self.edge = Arc::new(edge);
+        self
     }
 
     /// Sets the CORS policy.
@@ -62,21 +67,21 @@ impl GrpcWebLayer {
     /// Limits each request message; larger ones end the call with `RESOURCE_EXHAUSTED`
     /// before their payload is read.
     pub fn max_request_message_size(mut self, limit: usize) -> Self {
-        self.config_mut().max_request_message_size = limit;
+        self.edge_mut().max_request_message_size = limit;
         self
     }
 
     /// Limits each response message; a larger one ends the call with `RESOURCE_EXHAUSTED`
     /// and cancels the service's stream.
     pub fn max_response_message_size(mut self, limit: usize) -> Self {
-        self.config_mut().max_response_message_size = limit;
+        self.edge_mut().max_response_message_size = limit;
         self
     }
 
-    /// Limits the request's header block (sum of name and value lengths); a larger one is
-    /// answered with `RESOURCE_EXHAUSTED` without calling the service.
+    /// Limits the request's header list (counted as HTTP/2 does: name, value and 32 bytes per
+    /// field); a larger one is answered with `RESOURCE_EXHAUSTED` without calling the service.
     pub fn max_header_list_size(mut self, limit: usize) -> Self {
-        self.config_mut().max_header_list_size = limit;
+        self.edge_mut().max_header_list_size = limit;
         self
     }
 
@@ -95,6 +100,6 @@ impl<S> Layer<S> for GrpcWebLayer {
     type Service = GrpcWebService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcWebService::new(inner, self.config.clone())
+        GrpcWebService::new(Edge::new(inner, self.edge.clone()), self.config.clone())
     }
 }

@@ -32,5 +32,3 @@ mod service;
 
 pub use layer::GrpcWebLayer;
 pub use service::GrpcWebService;
-
-pub(crate) use crate::call::{CallFailure, Spliced};

@@ -5,34 +5,32 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tower_service::Service;
-use weir_codec::Code;
 use weir_codec::content_type::{ContentType, Protocol};
-use weir_codec::{metadata, timeout};
+use weir_codec::timeout;
 
-use super::CallFailure;
 use super::layer::Config;
-use super::request::RequestBody;
+use super::request::WebRequestBody;
 use super::response::{self, Encoding};
-use crate::Status;
 use crate::body::{self, BoxBody, BoxError};
 use crate::call::Leftover;
 use crate::cors::Verdict;
+use crate::edge::Edge;
 
 /// The service made by [`GrpcWebLayer`](super::GrpcWebLayer): gRPC-Web and native gRPC in,
-/// native gRPC to the inner service.
+/// through the call edge ([`crate::edge`]), native gRPC to the inner service.
 #[derive(Debug, Clone)]
 pub struct GrpcWebService<S> {
-    inner: S,
+    edge: Edge<S>,
     config: Arc<Config>,
 }
 
 impl<S> GrpcWebService<S> {
-    pub(crate) fn new(inner: S, config: Arc<Config>) -> Self {
-        GrpcWebService { inner, config }
+    pub(crate) fn new(edge: Edge<S>, config: Arc<Config>) -> Self {
+        GrpcWebService { edge, config }
     }
 }
 
@@ -97,46 +95,6 @@ fn http_error(status: StatusCode, message: &str) -> Response<BoxBody> {
     response
 }
 
-/// HTTP headers that are not call metadata and may hold values gRPC metadata forbids.
-fn is_http_only(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "cookie" | "user-agent" | "referer" | "accept-language"
-    )
-}
-
-/// Checks the call's headers; returns the deadline asked for.
-fn check_headers(headers: &http::HeaderMap, config: &Config) -> Result<Option<Duration>, Status> {
-    let size: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len())
-        .sum();
-    if size > config.max_header_list_size {
-        return Err(Status::new(
-            Code::ResourceExhausted,
-            format!(
-                "request headers of {size} bytes exceed the {}-byte limit (max_header_list_size)",
-                config.max_header_list_size
-            ),
-        ));
-    }
-    for (name, value) in headers {
-        // An invalid `weir-heartbeat` is ignored, never an error (heartbeat.md).
-        if is_http_only(name) || name.as_str() == HEARTBEAT_HEADER {
-            continue;
-        }
-        metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-    }
-    headers
-        .get(&crate::names::GRPC_TIMEOUT)
-        .map(|value| timeout::parse(value.as_bytes()))
-        .transpose()
-        .map_err(|e| Status::new(Code::Internal, e.to_string()))
-}
-
-/// The request header that asks for heartbeats (`docs/protocol/heartbeat.md`).
-pub(crate) const HEARTBEAT_HEADER: &str = "weir-heartbeat";
-
 /// The heartbeat interval a call asked for, clamped to the configured bounds. An invalid
 /// value is ignored, as the specification requires.
 fn parts_heartbeat(headers: &http::HeaderMap, config: &Config) -> Option<Duration> {
@@ -165,14 +123,6 @@ where
     })
 }
 
-/// Waits for an optional timer; never completes without one.
-async fn until(timer: Option<&mut Pin<Box<tokio::time::Sleep>>>) {
-    match timer {
-        Some(timer) => timer.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'static>>;
 
 impl<S, B, ResBody> Service<Request<B>> for GrpcWebService<S>
@@ -180,7 +130,7 @@ where
     S: Service<Request<BoxBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
-    B: Body<Data = Bytes> + Send + 'static,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
@@ -190,19 +140,18 @@ where
     type Future = BoxFuture<Self::Response, Self::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        Service::<Request<B>>::poll_ready(&mut self.edge, cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The instance that was polled ready serves this call; a clone takes its place.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let config = self.config.clone();
 
         match classify(&request) {
             Kind::Native => {
-                let future = inner.call(request.map(body::boxed));
-                Box::pin(async move { Ok(future.await?.map(body::boxed)) })
+                // Native gRPC gets the same edge as every other door: a gateway protects its
+                // upstreams whatever protocol the client spoke.
+                let future = self.edge.call(request);
+                Box::pin(async move { Ok(future.await?.map(BoxBody::new)) })
             }
             Kind::Preflight => {
                 let response = match config.cors.verdict(&request) {
@@ -264,65 +213,37 @@ where
                 let encoding = Encoding {
                     content_type: content_type.clone(),
                 };
-                let timeout = match check_headers(request.headers(), &config) {
-                    Ok(timeout) => timeout,
-                    Err(status) => {
-                        tracing::info!(code = %status.code(), message = status.message(), path = request.uri().path(), "refused gRPC-Web call");
-                        let response = decorate(response::trailers_only(&status, &encoding));
-                        return answer_unread(request, response);
-                    }
-                };
                 let heartbeat = parts_heartbeat(request.headers(), &config);
-                let failure = CallFailure::default();
                 let (mut parts, body) = request.into_parts();
                 parts.headers.remove(&crate::names::WEIR_HEARTBEAT);
-                crate::hop::strip_request(&mut parts.headers);
                 parts.headers.insert(
                     header::CONTENT_TYPE,
                     content_type.with_protocol(Protocol::Grpc).to_header_value(),
                 );
                 let leftover = Leftover::default();
                 let http1 = parts.version <= http::Version::HTTP_11;
-                let body = RequestBody::new(
-                    body::boxed(body),
+                let body = WebRequestBody::new(
+                    BoxBody::new(body),
                     content_type.is_text(),
-                    config.max_request_message_size,
-                    failure.clone(),
                     leftover.clone(),
                 );
-                let future = inner.call(Request::from_parts(parts, body::boxed(body)));
-                let max_response = config.max_response_message_size;
+                let future = self.edge.call(Request::from_parts(parts, body));
                 Box::pin(async move {
-                    let mut deadline = timeout.map(|t| Box::pin(tokio::time::sleep(t)));
-                    let mut future = Box::pin(future);
+                    let mut future = future;
                     // With heartbeats asked for, waiting longer than one interval for the
                     // service's headers would leave the connection silent: answer early.
                     let mut early =
                         heartbeat.map(|interval| Box::pin(tokio::time::sleep(interval)));
                     let response = tokio::select! {
                         response = &mut future => response?,
-                        () = until(deadline.as_mut()) => {
-                            let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded before the service answered");
-                            return Ok(decorate(response::trailers_only(&status, &encoding)));
-                        }
-                        () = until(early.as_mut()) => {
-                            let pending: response::PendingResponse = Box::pin(async move {
-                                future.await.map(|r| r.map(body::boxed)).map_err(Into::into)
-                            });
+                        () = crate::edge::until(early.as_mut()) => {
+                            let pending: response::PendingResponse =
+                                Box::pin(async move { future.await.map_err(Into::into) });
                             let interval = heartbeat.unwrap_or_default();
-                            let response = response::early(pending, encoding, failure, max_response, deadline, interval);
-                            return Ok(decorate(response));
+                            return Ok(decorate(response::early(pending, encoding, interval)));
                         }
                     };
-                    let response = response::translate(
-                        response,
-                        encoding,
-                        failure,
-                        max_response,
-                        deadline,
-                        heartbeat,
-                        false,
-                    );
+                    let response = response::translate(response, encoding, heartbeat, false);
                     if http1
                         && response.headers().contains_key(&crate::names::GRPC_STATUS)
                         && let Some(unread) = leftover.take()

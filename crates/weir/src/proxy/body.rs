@@ -3,15 +3,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::Response;
-use http::header;
 use http_body::{Body, Frame};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
 
@@ -23,13 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-/// How much of a non-gRPC error page goes into `grpc-message`.
-const SUMMARY_BYTES: usize = 256;
-/// How long to wait for that much of it.
-const SUMMARY_WAIT: Duration = Duration::from_secs(1);
-
-/// Turns the upstream's response into the client's: gRPC responses stream through; anything
-/// else becomes a trailers-only status.
 /// Cancels a call's upload when dropped (see [`UploadBody`]), and knows whether the client
 /// abandoned its upload.
 pub(super) struct Abandon {
@@ -119,48 +108,25 @@ impl Body for UploadBody {
 /// What can end an upstream call besides the upstream itself.
 pub(super) struct Ends {
     pub(super) abandon: Abandon,
-    pub(super) deadline: Option<Instant>,
     pub(super) drain: CancellationToken,
     pub(super) metrics: Option<Metrics>,
     pub(super) cluster: Arc<str>,
 }
 
-pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Response<BoxBody> {
+/// Turns the upstream's response into the edge's: the body is watched for the upstream's
+/// failures and the gateway's drain. A non-gRPC answer is counted here and mapped to a status
+/// by the call edge, which does so for every back end.
+pub(super) fn translate(response: Response<Incoming>, ends: Ends) -> Response<BoxBody> {
     let cluster = &*ends.cluster;
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     if !Status::is_grpc_response(parts.status, &parts.headers) {
-        if let Some(status) = Status::from_headers(&parts.headers) {
-            return status.into_response();
-        }
-        let summary = summarize(body).await;
-        let content_type = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("no content-type");
-        let status = Status::new(
-            Code::from_http_status(parts.status.as_u16()),
-            format!(
-                "upstream cluster {cluster:?} answered HTTP {} ({content_type}), not gRPC: {summary}",
-                parts.status
-            ),
-        );
         tracing::warn!(%cluster, http_status = %parts.status, "upstream answered non-gRPC");
         if let Some(metrics) = &ends.metrics {
             metrics.upstream_error(cluster, UpstreamError::NonGrpc);
         }
-        return status.into_response();
-    }
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::CONTENT_LENGTH,
-    ] {
-        parts.headers.remove(name);
     }
     let body = UpstreamBody {
         inner: Some(body),
-        deadline: ends.deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
         drain: Box::pin(ends.drain.cancelled_owned()),
         metrics: ends.metrics,
         cluster: ends.cluster,
@@ -169,37 +135,10 @@ pub(super) async fn translate(response: Response<Incoming>, ends: Ends) -> Respo
     Response::from_parts(parts, crate::body::boxed(body))
 }
 
-/// The first bytes of an error page, as one printable line.
-async fn summarize(mut body: Incoming) -> String {
-    let mut bytes = Vec::new();
-    let read = async {
-        while bytes.len() < SUMMARY_BYTES {
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        bytes.extend_from_slice(&data);
-                    }
-                }
-                _ => break,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(SUMMARY_WAIT, read).await;
-    bytes.truncate(SUMMARY_BYTES);
-    let text = String::from_utf8_lossy(&bytes);
-    let line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.is_empty() {
-        "empty body".to_owned()
-    } else {
-        line
-    }
-}
-
 /// The upstream's body, ended by a status trailer whatever happens to the upstream.
 struct UpstreamBody {
     /// Dropped as soon as the call ends, which resets the upstream stream.
     inner: Option<Incoming>,
-    deadline: Option<Pin<Box<Sleep>>>,
     drain: Pin<Box<WaitForCancellationFutureOwned>>,
     metrics: Option<Metrics>,
     cluster: Arc<str>,
@@ -210,7 +149,6 @@ struct UpstreamBody {
 impl UpstreamBody {
     fn end(&mut self, status: &Status) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.inner = None;
-        self.deadline = None;
         Poll::Ready(Some(Ok(Frame::trailers(status.to_headers()))))
     }
 }
@@ -227,14 +165,6 @@ impl Body for UpstreamBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some(deadline) = this.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            return this.end(&Status::new(
-                Code::DeadlineExceeded,
-                "deadline (grpc-timeout) exceeded",
-            ));
-        }
         if this.drain.as_mut().poll(cx).is_ready() {
             return this.end(&Status::new(
                 Code::Unavailable,
@@ -243,15 +173,12 @@ impl Body for UpstreamBody {
         }
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
-                Ok(mut trailers) => {
+            Poll::Ready(Some(Ok(frame))) => {
+                if frame.is_trailers() {
                     this.inner = None;
-                    this.deadline = None;
-                    Status::ensure_in(&mut trailers);
-                    Poll::Ready(Some(Ok(Frame::trailers(trailers))))
                 }
-                Err(frame) => Poll::Ready(Some(Ok(frame))),
-            },
+                Poll::Ready(Some(Ok(frame)))
+            }
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = Box::new(e);
                 let mut status = Status::from_response_body_error(&e);
@@ -273,10 +200,11 @@ impl Body for UpstreamBody {
                 }
                 this.end(&status)
             }
-            Poll::Ready(None) => this.end(&Status::new(
-                Code::Internal,
-                "upstream ended its response without a status (no grpc-status trailer)",
-            )),
+            // The edge turns an end without trailers into INTERNAL.
+            Poll::Ready(None) => {
+                this.inner = None;
+                Poll::Ready(None)
+            }
         }
     }
 

@@ -7,12 +7,13 @@
 //!
 //! - services that no route names are answered `UNIMPLEMENTED` without touching any upstream;
 //! - hop-by-hop headers and the statuses only servers may send are stripped from requests;
-//! - `grpc-timeout` is enforced here (`DEADLINE_EXCEEDED`, upstream cancelled), capped by a
-//!   configurable maximum and forwarded reduced by the time already spent;
+//! - the call's deadline (the [call edge](crate::edge)'s [`Deadline`], else `grpc-timeout`) is
+//!   capped by a configurable maximum and forwarded upstream reduced by the time already
+//!   spent; the edge in front enforces it — the proxy keeps no timer of its own;
 //! - an unreachable upstream is `UNAVAILABLE`; an upstream that fails mid-stream ends the call
 //!   with a non-OK trailer, never with a body that simply stops; a non-gRPC answer (say an
-//!   HTTP 503 page from a load balancer) is mapped to a gRPC status with the body summarised
-//!   in `grpc-message`;
+//!   HTTP 503 page from a load balancer) is counted and passed on, and the edge maps it to a
+//!   gRPC status with the body summarised in `grpc-message`;
 //! - dropping the call (the client went away) drops the upstream stream, which hyper resets
 //!   with `RST_STREAM(CANCEL)`.
 //!
@@ -51,6 +52,7 @@ pub use cluster::ClusterConfig;
 
 use crate::Status;
 use crate::body::{BoxBody, BoxError};
+use crate::edge::Deadline;
 use crate::metrics::{Metrics, UpstreamError};
 use crate::status::StatusExt as _;
 use cluster::Cluster;
@@ -80,8 +82,10 @@ impl ProxyBuilder {
         self
     }
 
-    /// Caps every call's deadline (`None`: calls without `grpc-timeout` run unbounded).
-    /// A call without `grpc-timeout` gets this deadline; a longer one is shortened to it.
+    /// Caps the deadline forwarded upstream (`None`: calls without a deadline run unbounded).
+    /// A call without one is forwarded with this one; a longer one is shortened to it. The
+    /// [call edge](crate::edge::EdgeConfig::max_call) in front should carry the same cap, as
+    /// it is the edge that enforces deadlines.
     pub fn max_timeout(mut self, max: Option<Duration>) -> Self {
         self.max_timeout = max;
         self
@@ -199,17 +203,28 @@ where
             return Box::pin(std::future::ready(Ok(status.into_response())));
         };
         let (mut parts, body) = request.into_parts();
-        let timeout = match headers::deadline(&parts.headers, self.inner.max_timeout) {
-            Ok(timeout) => timeout,
-            Err(status) => {
-                tracing::info!(%path, code = %status.code(), message = status.message(), "refused call");
-                return Box::pin(std::future::ready(Ok(status.into_response())));
-            }
+        // The call edge parsed `grpc-timeout`, enforces the deadline and stripped the
+        // hop-by-hop headers; a proxy used without it only forwards what it is given.
+        let asked = match parts.extensions.get::<Deadline>() {
+            Some(Deadline(at)) => Some(*at),
+            None => match crate::edge::parse_timeout(&parts.headers) {
+                Ok(timeout) => timeout.map(|t| received + t),
+                Err(status) => {
+                    tracing::info!(%path, code = %status.code(), message = status.message(), "refused call");
+                    return Box::pin(std::future::ready(Ok(status.into_response())));
+                }
+            },
         };
-        crate::hop::strip_request(&mut parts.headers);
+        if parts.extensions.get::<crate::edge::Admitted>().is_none() {
+            crate::hop::strip_request(&mut parts.headers);
+        }
         // The upstream's authority replaces whatever the client named.
         parts.headers.remove(http::header::HOST);
-        let deadline = timeout.map(|t| received + t);
+        let cap = self.inner.max_timeout.map(|max| received + max);
+        let deadline = match (asked, cap) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
+        };
         let inner = self.inner.clone();
         Box::pin(async move {
             if let Some(deadline) = deadline {
@@ -225,30 +240,15 @@ where
             let abandon = body::Abandon::new();
             let body = body::UploadBody::new(crate::body::boxed(body), &abandon);
             let request = Request::from_parts(parts, crate::body::boxed(body));
-            let call = cluster.call(request);
-            let response = match deadline {
-                None => call.await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, call).await {
-                    Ok(response) => response,
-                    Err(_) => {
-                        return Ok(Status::new(
-                            Code::DeadlineExceeded,
-                            "deadline (grpc-timeout) exceeded before the upstream answered",
-                        )
-                        .into_response());
-                    }
-                },
-            };
-            match response {
+            match cluster.call(request).await {
                 Ok(response) => {
                     let ends = body::Ends {
                         abandon,
-                        deadline,
                         drain: inner.drain.clone(),
                         metrics: inner.metrics.clone(),
                         cluster: cluster.name.clone(),
                     };
-                    Ok(body::translate(response, ends).await)
+                    Ok(body::translate(response, ends))
                 }
                 Err(e) => {
                     if let Some(metrics) = &inner.metrics {

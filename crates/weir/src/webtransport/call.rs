@@ -11,24 +11,22 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_service::Service;
 use weir_codec::Code;
-use weir_codec::content_type::{ContentType, Protocol};
-use weir_codec::frame::{
-    FLAG_COMPRESSED, FLAG_TRAILERS, Frame as WireFrame, FrameDecoder, FrameError,
-};
-use weir_codec::{metadata, timeout, trailers};
+use weir_codec::frame::{FLAG_TRAILERS, Frame as WireFrame, FrameDecoder, FrameError};
+use weir_codec::trailers;
 use wtransport::endpoint::IncomingSession;
 use wtransport::{RecvStream, SendStream, VarInt};
 
 use super::{PROTOCOL_VERSION, WebTransportConfig, codes};
 use crate::Status;
-use crate::body::{BoxBody, BoxError};
+use crate::body::BoxError;
+use crate::call::CallFailure;
 use crate::cors::OriginCheck;
-use crate::grpc_web::{CallFailure, Spliced};
+use crate::edge::{Deadline, ResponseBody};
 use crate::status::StatusExt as _;
 
 /// Everything a session task needs.
@@ -49,7 +47,7 @@ fn code(value: u32) -> VarInt {
 
 impl<S> Session<S>
 where
-    S: Service<Request<BoxBody>, Response = Response<BoxBody>> + Clone + Send + 'static,
+    S: Service<Request<StreamBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
 {
@@ -145,7 +143,7 @@ where
                     }
                     draining = Some(Instant::now() + self.config.shutdown_grace);
                 }
-                () = until(draining) => {
+                () = until_instant(draining) => {
                     tracing::info!("WebTransport session closed at the end of the grace period");
                     connection.close(VarInt::from_u32(0), b"shutting down");
                     break;
@@ -165,76 +163,90 @@ where
     }
 }
 
-/// Why reading a call's stream stopped.
-enum ReadFailure {
+async fn until_instant(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Why reading the request header block stopped.
+enum HeadFailure {
     /// The client reset its send side or the session is gone.
     Gone,
     Frame(FrameError),
     /// The first frame announces something other than a header block (its flags).
     NotHeaderBlock(u8),
     /// The first frame announces a header block over the limit (its length).
-    HeaderBlockTooLarge(usize),
+    TooLarge(usize),
 }
 
-/// Reads frames off a call's receive stream.
-struct FrameReader {
+/// Reads a call's receive stream: the request header block, then raw bytes for the edge.
+struct StreamReader {
     recv: Option<RecvStream>,
+    /// Frames the header block; after it, holds whatever arrived with it.
     decoder: FrameDecoder,
     buf: BytesMut,
-    /// While the request header block is awaited: its size limit. The first frame is then
-    /// judged by its 5-byte header, so a peer cannot make the server buffer a message-sized
-    /// payload where at most a header block may come.
-    head_limit: Option<usize>,
 }
 
-impl FrameReader {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<WireFrame>, ReadFailure>> {
-        loop {
-            if let Some(limit) = self.head_limit
-                && let Some((flags, len)) = self.decoder.peek_header()
-            {
-                if flags != FLAG_TRAILERS {
-                    return Poll::Ready(Err(ReadFailure::NotHeaderBlock(flags)));
-                }
-                if len > limit {
-                    return Poll::Ready(Err(ReadFailure::HeaderBlockTooLarge(len)));
-                }
+impl StreamReader {
+    /// Reads more of the stream into `buf`; `Ok(false)` at its end.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
+        let Some(recv) = self.recv.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        self.buf.reserve(16 * 1024);
+        match ready!(tokio_util::io::poll_read_buf(
+            Pin::new(recv),
+            cx,
+            &mut self.buf
+        )) {
+            Ok(0) => {
+                self.recv = None;
+                Poll::Ready(Ok(false))
             }
-            match self.decoder.decode() {
-                Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
-                Ok(None) => {}
-                Err(e) => return Poll::Ready(Err(ReadFailure::Frame(e))),
-            }
-            let Some(recv) = self.recv.as_mut() else {
-                return Poll::Ready(Ok(None));
-            };
-            self.buf.reserve(16 * 1024);
-            match ready!(tokio_util::io::poll_read_buf(
-                Pin::new(recv),
-                cx,
-                &mut self.buf
-            )) {
-                Ok(0) => {
-                    self.recv = None;
-                    return Poll::Ready(match self.decoder.finish() {
-                        Ok(()) => Ok(None),
-                        Err(e) => Err(ReadFailure::Frame(e)),
-                    });
-                }
-                Ok(_) => self.decoder.push(self.buf.split().freeze()),
-                Err(_) => {
-                    self.recv = None;
-                    return Poll::Ready(Err(ReadFailure::Gone));
-                }
+            Ok(_) => Poll::Ready(Ok(true)),
+            Err(_) => {
+                self.recv = None;
+                Poll::Ready(Err(()))
             }
         }
     }
 
-    async fn next_frame(&mut self) -> Result<Option<WireFrame>, ReadFailure> {
-        std::future::poll_fn(|cx| self.poll_frame(cx)).await
+    /// The request header block (§3.1): the first frame, judged by its 5-byte prefix so a peer
+    /// cannot make the server buffer a message-sized payload where a header block must come.
+    async fn header_block(&mut self, limit: usize) -> Result<Option<WireFrame>, HeadFailure> {
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Some((flags, len)) = self.decoder.peek_header() {
+                    if flags != FLAG_TRAILERS {
+                        return Poll::Ready(Err(HeadFailure::NotHeaderBlock(flags)));
+                    }
+                    if len > limit {
+                        return Poll::Ready(Err(HeadFailure::TooLarge(len)));
+                    }
+                }
+                match self.decoder.decode() {
+                    Ok(Some(frame)) => return Poll::Ready(Ok(Some(frame))),
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Err(HeadFailure::Frame(e))),
+                }
+                match ready!(self.poll_read(cx)) {
+                    Ok(true) => self.decoder.push(self.buf.split().freeze()),
+                    Ok(false) => {
+                        return Poll::Ready(match self.decoder.finish() {
+                            Ok(()) => Ok(None),
+                            Err(e) => Err(HeadFailure::Frame(e)),
+                        });
+                    }
+                    Err(()) => return Poll::Ready(Err(HeadFailure::Gone)),
+                }
+            }
+        })
+        .await
     }
 
-    /// Asks the client to stop sending (STOP_SENDING) with `code`.
+    /// Asks the client to stop sending (STOP_SENDING) with `value`.
     fn stop(&mut self, value: u32) {
         if let Some(recv) = self.recv.take() {
             recv.stop(code(value));
@@ -242,30 +254,19 @@ impl FrameReader {
     }
 }
 
-/// The request body handed to the service: the message frames after the header block.
-struct RecvBody {
-    reader: FrameReader,
-    max_message_size: usize,
+/// The request body handed to the call edge: the stream's bytes after the header block, as
+/// they arrive. The edge checks the frames; a violation it finds makes this body stop the
+/// client's sending with `PROTOCOL_ERROR` (§5), an abandoned call with `CANCEL`.
+pub(crate) struct StreamBody {
+    reader: StreamReader,
+    /// Bytes that arrived with the header block.
+    early: Option<Bytes>,
     failure: CallFailure,
     cancelled: CancellationToken,
     done: bool,
 }
 
-impl RecvBody {
-    fn fail(&mut self, status: Status, stop: bool) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if status.code() != Code::Cancelled {
-            tracing::info!(code = %status.code(), message = status.message(), "rejected WebTransport request stream");
-        }
-        if stop {
-            self.reader.stop(codes::PROTOCOL_ERROR);
-        }
-        self.failure.set(status.clone());
-        self.done = true;
-        Poll::Ready(Some(Err(crate::call::request_body_error(status))))
-    }
-}
-
-impl Body for RecvBody {
+impl Body for StreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -274,83 +275,40 @@ impl Body for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(early) = this.early.take() {
+            return Poll::Ready(Some(Ok(Frame::data(early))));
+        }
         if this.done {
             return Poll::Ready(None);
         }
-        let mut spliced = Spliced::default();
-        let mut taken = 0usize;
-        let mut pending = false;
-        // Take the frames that have arrived, so a burst of small messages moves as one chunk;
-        // at most 64 KiB at a time, so a fast sender cannot grow one chunk without bound.
-        while taken < 64 * 1024 {
-            match this.reader.poll_frame(cx) {
-                Poll::Pending => {
-                    pending = true;
-                    break;
-                }
-                Poll::Ready(Ok(Some(frame))) => {
-                    if frame.flags() & !FLAG_COMPRESSED != 0 {
-                        let what = if frame.flags() == FLAG_TRAILERS {
-                            "a second request header block"
-                        } else {
-                            "a frame with reserved flags"
-                        };
-                        return this.fail(
-                            Status::new(Code::Internal, format!("request stream carried {what}")),
-                            true,
-                        );
-                    }
-                    if frame.payload().len() > this.max_message_size {
-                        let e = FrameError::TooLarge {
-                            len: frame.payload().len(),
-                            limit: this.max_message_size,
-                        };
-                        return this.fail(Status::from_request_frame_error(&e), true);
-                    }
-                    taken += frame.payload().len() + weir_codec::frame::HEADER_LEN;
-                    spliced.push(frame.into_wire());
-                }
-                Poll::Ready(Ok(None)) => {
-                    this.done = true;
-                    break;
-                }
-                Poll::Ready(Err(ReadFailure::Gone)) => {
-                    this.cancelled.cancel();
-                    return this.fail(
-                        Status::new(Code::Cancelled, "the client reset its request stream"),
-                        false,
-                    );
-                }
-                Poll::Ready(Err(ReadFailure::Frame(e))) => {
-                    let status = match e {
-                        FrameError::TooLarge { .. } => Status::from_request_frame_error(&e),
-                        FrameError::Truncated { .. } => Status::new(
-                            Code::Internal,
-                            format!("request stream ended inside a frame: {e}"),
-                        ),
-                    };
-                    return this.fail(status, true);
-                }
-                // Only while the header block is awaited, which is over here.
-                Poll::Ready(Err(
-                    ReadFailure::NotHeaderBlock(_) | ReadFailure::HeaderBlockTooLarge(_),
-                )) => {
-                    return this.fail(
-                        Status::new(Code::Internal, "unexpected request header check"),
-                        true,
-                    );
-                }
+        match ready!(this.reader.poll_read(cx)) {
+            Ok(true) => Poll::Ready(Some(Ok(Frame::data(this.reader.buf.split().freeze())))),
+            Ok(false) => {
+                this.done = true;
+                Poll::Ready(None)
             }
-        }
-        match spliced.into_bytes() {
-            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            None if pending => Poll::Pending,
-            None => Poll::Ready(None),
+            Err(()) => {
+                this.done = true;
+                this.cancelled.cancel();
+                Poll::Ready(Some(Err("the client reset its request stream".into())))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.early.is_none()
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        let value = if self.failure.get().is_some() {
+            codes::PROTOCOL_ERROR
+        } else {
+            codes::CANCEL
+        };
+        // Only while the client may still be sending; a finished stream needs no STOP_SENDING.
+        self.reader.stop(value);
     }
 }
 
@@ -369,19 +327,9 @@ fn split_path(block: &[u8]) -> (Option<String>, Vec<u8>) {
     (path, rest)
 }
 
-fn parse_request_head(
-    block: &[u8],
-    max_header_block: usize,
-) -> Result<(Request<()>, Option<std::time::Duration>), Status> {
-    if block.len() > max_header_block {
-        return Err(Status::new(
-            Code::ResourceExhausted,
-            format!(
-                "request header block of {} bytes exceeds the {max_header_block}-byte limit",
-                block.len()
-            ),
-        ));
-    }
+/// The request head a header block describes (§3.1). Only its syntax is checked here; the
+/// call edge judges its content (content type, metadata, timeout, size).
+fn parse_request_head(block: &[u8]) -> Result<Request<()>, Status> {
     let (path, rest) = split_path(block);
     let path =
         path.ok_or_else(|| Status::new(Code::Internal, "request header block has no :path"))?;
@@ -405,42 +353,14 @@ fn parse_request_head(
     })?;
     let mut headers = trailers::decode(&rest)
         .map_err(|e| Status::new(Code::Internal, format!("request header block: {e}")))?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(ContentType::from_header)
-        .filter(|ct| ct.protocol() == Protocol::Grpc)
-        .ok_or_else(|| {
-            Status::new(
-                Code::Internal,
-                "request header block needs content-type application/grpc[+proto|+json]",
-            )
-        })?;
-    // Not call metadata (§3.3): the hop-by-hop and reserved headers an HTTP call loses too,
-    // and `host`.
+    // Not call metadata (§3.3).
     headers.remove(header::HOST);
-    crate::hop::strip_request(&mut headers);
-    for (name, value) in &headers {
-        metadata::validate(name, value).map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-    }
-    let timeout = headers
-        .get(&crate::names::GRPC_TIMEOUT)
-        .map(|value| timeout::parse(value.as_bytes()))
-        .transpose()
-        .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
-    headers.insert(header::CONTENT_TYPE, content_type.to_header_value());
     let mut request = Request::new(());
     *request.method_mut() = http::Method::POST;
     *request.uri_mut() = uri;
     *request.version_mut() = http::Version::HTTP_2;
     *request.headers_mut() = headers;
-    Ok((request, timeout))
-}
-
-/// Writes a header block frame.
-async fn write_block(send: &mut SendStream, headers: &HeaderMap) -> bool {
-    send.write_all(&trailers::encode_frame(headers))
-        .await
-        .is_ok()
+    Ok(request)
 }
 
 /// How long ending a call may wait for the client to acknowledge it.
@@ -452,12 +372,12 @@ const FINISH_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 async fn write(
     send: &mut SendStream,
     bytes: &[u8],
-    deadline: Option<Instant>,
+    deadline: Option<&mut Pin<Box<Sleep>>>,
     cancelled: &CancellationToken,
 ) -> bool {
     let outcome = tokio::select! {
         written = send.write_all(bytes) => return written.is_ok(),
-        () = until(deadline) => "deadline",
+        () = crate::edge::until(deadline) => "deadline",
         () = cancelled.cancelled() => "cancelled",
     };
     tracing::debug!(
@@ -468,14 +388,14 @@ async fn write(
     false
 }
 
-/// Ends the call with a status and FIN.
-async fn end_with(send: &mut SendStream, mut trailers: HeaderMap, failure: &CallFailure) {
-    if let Some(status) = failure.get() {
-        status.write_headers(&mut trailers);
-    }
-    Status::ensure_in(&mut trailers);
+/// Ends the call with a trailer block (the edge settled its status) and FIN.
+async fn end_with(send: &mut SendStream, trailers: &HeaderMap) {
     let ended = async {
-        if write_block(send, &trailers).await {
+        if send
+            .write_all(&trailers::encode_frame(trailers))
+            .await
+            .is_ok()
+        {
             let _ = send.finish().await;
         }
     };
@@ -484,11 +404,11 @@ async fn end_with(send: &mut SendStream, mut trailers: HeaderMap, failure: &Call
     }
 }
 
-async fn until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
+/// The client sent STOP_SENDING: the call is abandoned. The stream is reset with `CANCEL`
+/// (§5) — not with the client's own code, which is what QUIC stacks do for a stopped stream
+/// that is merely dropped.
+fn stopped(send: &mut SendStream) {
+    let _ = send.reset(code(codes::CANCEL));
 }
 
 /// Serves one call (§3, §4, §5).
@@ -498,20 +418,17 @@ async fn call<S>(
     service: S,
     config: Arc<WebTransportConfig>,
 ) where
-    S: Service<Request<BoxBody>, Response = Response<BoxBody>> + Clone + Send + 'static,
+    S: Service<Request<StreamBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
 {
-    let started = Instant::now();
-    let failure = CallFailure::default();
-    let mut reader = FrameReader {
+    let limit = config.edge.max_header_list_size;
+    let mut reader = StreamReader {
         recv: Some(recv),
-        decoder: FrameDecoder::new(config.max_header_block.max(config.max_message_size)),
+        decoder: FrameDecoder::new(limit),
         buf: BytesMut::new(),
-        head_limit: Some(config.max_header_block),
     };
-
-    let head = tokio::time::timeout(config.header_timeout, reader.next_frame()).await;
+    let head = tokio::time::timeout(config.header_timeout, reader.header_block(limit)).await;
     let refuse = |message: String, code: Code| Status::new(code, message).to_headers();
     let frame = match head {
         Err(_) => {
@@ -520,14 +437,14 @@ async fn call<S>(
             let _ = send.reset(code(codes::PROTOCOL_ERROR));
             return;
         }
-        Ok(Err(ReadFailure::Gone)) => return,
-        Ok(Err(ReadFailure::Frame(e))) => {
+        Ok(Err(HeadFailure::Gone)) => return,
+        Ok(Err(HeadFailure::Frame(e))) => {
             reader.stop(codes::PROTOCOL_ERROR);
             let status = Status::from_request_frame_error(&e);
-            end_with(&mut send, status.to_headers(), &failure).await;
+            end_with(&mut send, &status.to_headers()).await;
             return;
         }
-        Ok(Err(ReadFailure::NotHeaderBlock(flags))) => {
+        Ok(Err(HeadFailure::NotHeaderBlock(flags))) => {
             reader.stop(codes::PROTOCOL_ERROR);
             let trailers = refuse(
                 format!(
@@ -535,19 +452,18 @@ async fn call<S>(
                 ),
                 Code::Internal,
             );
-            end_with(&mut send, trailers, &failure).await;
+            end_with(&mut send, &trailers).await;
             return;
         }
-        Ok(Err(ReadFailure::HeaderBlockTooLarge(len))) => {
+        Ok(Err(HeadFailure::TooLarge(len))) => {
             reader.stop(codes::PROTOCOL_ERROR);
             let trailers = refuse(
                 format!(
-                    "request header block of {len} bytes exceeds the {}-byte limit",
-                    config.max_header_block
+                    "request header block of {len} bytes exceeds the {limit}-byte limit (max_header_list_size)"
                 ),
                 Code::ResourceExhausted,
             );
-            end_with(&mut send, trailers, &failure).await;
+            end_with(&mut send, &trailers).await;
             return;
         }
         Ok(Ok(None)) => {
@@ -555,175 +471,108 @@ async fn call<S>(
                 "stream ended before the request header block".into(),
                 Code::Internal,
             );
-            end_with(&mut send, trailers, &failure).await;
+            end_with(&mut send, &trailers).await;
             return;
         }
         Ok(Ok(Some(frame))) => frame,
     };
-    if frame.flags() != FLAG_TRAILERS {
-        reader.stop(codes::PROTOCOL_ERROR);
-        let trailers = refuse(
-            format!(
-                "the first frame must be the request header block (flags 0x80), not {:#04x}",
-                frame.flags()
-            ),
-            Code::Internal,
-        );
-        end_with(&mut send, trailers, &failure).await;
-        return;
-    }
-    let (head, timeout) = match parse_request_head(frame.payload(), config.max_header_block) {
-        Ok(parsed) => parsed,
+    let head = match parse_request_head(frame.payload()) {
+        Ok(head) => head,
         Err(status) => {
             tracing::info!(code = %status.code(), message = status.message(), "refused WebTransport call");
             reader.stop(codes::PROTOCOL_ERROR);
-            end_with(&mut send, status.to_headers(), &failure).await;
+            end_with(&mut send, &status.to_headers()).await;
             return;
         }
     };
-    let deadline = timeout.map(|t| started + t);
-    reader.head_limit = None;
+    // Whatever arrived behind the header block is the start of the request body.
+    let early = Some(reader.decoder.take_buffered()).filter(|rest| !rest.is_empty());
+    let failure = CallFailure::default();
     let cancelled = CancellationToken::new();
-    let body = RecvBody {
+    let body = StreamBody {
         reader,
-        max_message_size: config.max_message_size,
+        early,
         failure: failure.clone(),
         cancelled: cancelled.clone(),
         done: false,
     };
-    let (parts, ()) = head.into_parts();
-    let request = Request::from_parts(parts, crate::body::boxed(body));
+    let (mut parts, ()) = head.into_parts();
+    parts.extensions.insert(failure);
+    let request = Request::from_parts(parts, body);
 
     let response = async {
-        let ready = service.ready_oneshot().await.map_err(Into::into)?;
-        let mut ready = ready;
+        let mut ready = service.ready_oneshot().await.map_err(Into::into)?;
         ready.call(request).await.map_err(Into::into)
     };
-    let response: Result<Response<BoxBody>, BoxError> = tokio::select! {
+    let response: Result<Response<ResponseBody>, BoxError> = tokio::select! {
         response = response => response,
-        _ = send.stopped() => return,
+        _ = send.stopped() => return stopped(&mut send),
         () = cancelled.cancelled() => {
             let _ = send.reset(code(codes::CANCEL));
-            return;
-        }
-        () = until(deadline) => {
-            let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded before the service answered");
-            end_with(&mut send, status.to_headers(), &failure).await;
             return;
         }
     };
     let response = match response {
         Ok(response) => response,
         Err(e) => {
-            let status = Status::new(Code::Unavailable, format!("the service failed: {e}"));
-            end_with(&mut send, status.to_headers(), &failure).await;
+            let status = crate::edge::service_error(e);
+            end_with(&mut send, &status.to_headers()).await;
             return;
         }
     };
     let (parts, mut body) = response.into_parts();
-    if !Status::is_grpc_response(parts.status, &parts.headers) {
-        // Not a gRPC answer (an HTTP router's 404, an error page): map it as gRPC clients do.
-        drop(body);
-        let status = Status::from_headers(&parts.headers).unwrap_or_else(|| {
-            Status::new(
-                Code::from_http_status(parts.status.as_u16()),
-                format!(
-                    "the service answered HTTP {} without a gRPC status",
-                    parts.status
-                ),
-            )
-        });
-        end_with(&mut send, status.to_headers(), &failure).await;
+    if body.is_done() {
+        // Trailers-only: the edge settled the status in the headers.
+        end_with(&mut send, &parts.headers).await;
         return;
     }
-    let mut headers = parts.headers;
-    for name in [
-        header::CONTENT_LENGTH,
-        header::TRANSFER_ENCODING,
-        header::CONNECTION,
-    ] {
-        headers.remove(name);
-    }
-    if headers.contains_key(&crate::names::GRPC_STATUS) {
-        // Trailers-only.
-        end_with(&mut send, headers, &failure).await;
-        return;
-    }
+    // Bounds writes to a client that stopped reading; the edge's own timer ends the call
+    // otherwise.
+    let mut deadline = parts
+        .extensions
+        .get::<Deadline>()
+        .map(|Deadline(at)| Box::pin(tokio::time::sleep_until(*at)));
     if !write(
         &mut send,
-        &trailers::encode_frame(&headers),
-        deadline,
+        &trailers::encode_frame(&parts.headers),
+        deadline.as_mut(),
         &cancelled,
     )
     .await
     {
         return;
     }
-    let mut frames = FrameDecoder::new(config.max_message_size);
     loop {
         let next = tokio::select! {
             next = body.frame() => next,
-            _ = send.stopped() => return,
+            _ = send.stopped() => return stopped(&mut send),
             () = cancelled.cancelled() => {
                 let _ = send.reset(code(codes::CANCEL));
-                return;
-            }
-            () = until(deadline) => {
-                let status = Status::new(Code::DeadlineExceeded, "deadline (grpc-timeout) exceeded");
-                end_with(&mut send, status.to_headers(), &failure).await;
                 return;
             }
         };
         match next {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    frames.push(data);
-                    let mut spliced = Spliced::default();
-                    loop {
-                        match frames.decode() {
-                            Ok(Some(frame)) => spliced.push(frame.into_wire()),
-                            Ok(None) => break,
-                            Err(e) => {
-                                if let Some(wire) = spliced.into_bytes()
-                                    && !write(&mut send, &wire, deadline, &cancelled).await
-                                {
-                                    return;
-                                }
-                                let status = Status::from_response_frame_error(&e);
-                                end_with(&mut send, status.to_headers(), &failure).await;
-                                return;
-                            }
-                        }
-                    }
-                    if let Some(wire) = spliced.into_bytes()
-                        && !write(&mut send, &wire, deadline, &cancelled).await
-                    {
+                    if !write(&mut send, &data, deadline.as_mut(), &cancelled).await {
                         return;
                     }
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
                         drop(body);
-                        let trailers = match frames.finish() {
-                            Ok(()) => trailers,
-                            Err(e) => Status::from_response_frame_error(&e).to_headers(),
-                        };
-                        end_with(&mut send, trailers, &failure).await;
+                        end_with(&mut send, &trailers).await;
                         return;
                     }
                 }
             },
             Some(Err(e)) => {
-                let status = Status::from_response_body_error(&e);
-                end_with(&mut send, status.to_headers(), &failure).await;
+                let status = crate::edge::service_error(e);
+                end_with(&mut send, &status.to_headers()).await;
                 return;
             }
             None => {
-                let status = Status::new(
-                    Code::Internal,
-                    "the service ended its response without a status (no grpc-status trailer)",
-                );
-                end_with(&mut send, status.to_headers(), &failure).await;
+                let _ = send.finish().await;
                 return;
             }
         }
@@ -736,46 +585,29 @@ mod tests {
 
     #[test]
     fn request_head() {
-        let block = b":path: /grpc.testing.TestService/UnaryCall\r\ncontent-type: application/grpc+proto\r\ngrpc-timeout: 1S\r\nx-a: b\r\nte: gzip\r\nhost: evil\r\n";
-        let (request, timeout) = parse_request_head(block, 1024).unwrap();
+        let block = b":path: /grpc.testing.TestService/UnaryCall\r\ncontent-type: application/grpc+proto\r\ngrpc-timeout: 1S\r\nx-a: b\r\nhost: evil\r\n";
+        let request = parse_request_head(block).unwrap();
         assert_eq!(request.uri().path(), "/grpc.testing.TestService/UnaryCall");
-        assert_eq!(timeout, Some(std::time::Duration::from_secs(1)));
         assert_eq!(request.headers()["x-a"], "b");
-        assert_eq!(request.headers()["te"], "trailers");
+        assert_eq!(request.headers()["grpc-timeout"], "1S");
         assert!(!request.headers().contains_key("host"));
     }
 
     #[test]
     fn bad_request_heads() {
-        let cases: &[(&[u8], Code)] = &[
-            (b"content-type: application/grpc\r\n", Code::Internal),
-            (
-                b":path: /nope\r\ncontent-type: application/grpc\r\n",
-                Code::Internal,
-            ),
-            (b":path: /a.B/C\r\n", Code::Internal),
-            (
-                b":path: /a.B/C\r\ncontent-type: application/grpc-web\r\n",
-                Code::Internal,
-            ),
-            (
-                b":path: /a.B/C\r\ncontent-type: application/grpc\r\ngrpc-timeout: x\r\n",
-                Code::Internal,
-            ),
-            (
-                b":path: /a.B/C\r\ncontent-type: application/grpc\r\nx-a-bin: !!\r\n",
-                Code::Internal,
-            ),
-            (b"garbage", Code::Internal),
+        let cases: &[&[u8]] = &[
+            b"content-type: application/grpc\r\n",
+            b":path: /nope\r\ncontent-type: application/grpc\r\n",
+            b"garbage",
         ];
-        for (block, code) in cases {
-            let err = parse_request_head(block, 1024).unwrap_err();
-            assert_eq!(err.code(), *code, "{}", String::from_utf8_lossy(block));
+        for block in cases {
+            let err = parse_request_head(block).unwrap_err();
+            assert_eq!(
+                err.code(),
+                Code::Internal,
+                "{}",
+                String::from_utf8_lossy(block)
+            );
         }
-        let big = vec![b'a'; 2000];
-        assert_eq!(
-            parse_request_head(&big, 1024).unwrap_err().code(),
-            Code::ResourceExhausted
-        );
     }
 }

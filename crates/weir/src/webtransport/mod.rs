@@ -45,6 +45,7 @@ pub use identity::{CertificateHashes, ServerIdentity};
 use crate::Cors;
 use crate::body::{BoxBody, BoxError};
 use crate::cors::OriginCheck;
+use crate::edge::{Edge, EdgeConfig};
 
 /// Version of `docs/protocol/webtransport.md` this server speaks (query parameter `v`).
 pub const PROTOCOL_VERSION: &str = "1";
@@ -58,8 +59,7 @@ pub struct WebTransportConfig {
     pub(crate) cors: Cors,
     pub(crate) max_sessions: usize,
     pub(crate) max_calls_per_session: u32,
-    pub(crate) max_header_block: usize,
-    pub(crate) max_message_size: usize,
+    pub(crate) edge: Arc<EdgeConfig>,
     pub(crate) header_timeout: Duration,
     pub(crate) keep_alive: Duration,
     pub(crate) idle_timeout: Duration,
@@ -75,8 +75,7 @@ impl Default for WebTransportConfig {
             cors: Cors::default(),
             max_sessions: 1000,
             max_calls_per_session: 100,
-            max_header_block: 16 * 1024,
-            max_message_size: 4 * 1024 * 1024,
+            edge: Arc::new(EdgeConfig::default()),
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -121,15 +120,29 @@ impl WebTransportConfig {
         self
     }
 
-    /// Largest request header block (default 16 KiB).
-    pub fn max_header_block(mut self, bytes: usize) -> Self {
-        self.max_header_block = bytes;
+    /// The call edge's limits (see [`crate::edge`]): message size in each direction, header
+    /// list size, longest call. A gateway gives its HTTP listeners the same [`EdgeConfig`], so
+    /// that every door applies one policy.
+    pub fn edge(mut self, edge: EdgeConfig) -> Self {
+        self.edge = Arc::new(edge);
         self
     }
 
-    /// Largest message in either direction (default 4 MiB).
+    /// Largest request header list (default 16 KiB, counted as HTTP/2 does: name, value and
+    /// 32 bytes per field); a header block frame longer than this is refused from its 5-byte
+    /// prefix, before it is read. Shorthand for the [`edge`](Self::edge)'s
+    /// `max_header_list_size`.
+    pub fn max_header_block(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.edge).max_header_list_size = bytes;
+        self
+    }
+
+    /// Largest message in both directions (default 4 MiB): shorthand for the
+    /// [`edge`](Self::edge)'s request and response limits.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
+        let edge = Arc::make_mut(&mut self.edge);
+        edge.max_request_message_size = bytes;
+        edge.max_response_message_size = bytes;
         self
     }
 
@@ -275,7 +288,7 @@ impl WebTransportServer {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
                     let session = call::Session {
-                        service: service.clone(),
+                        service: Edge::new(service.clone(), self.config.edge.clone()),
                         config: self.config.clone(),
                         sessions: sessions.clone(),
                         origin_check: origin_check.clone(),
