@@ -1357,3 +1357,35 @@ async fn call_with_timeout_is_bounded_while_waiting_for_credit() {
     drop(held);
     stack.wait_for(|c| c.in_flight() == 0).await;
 }
+
+/// Each direction has its own message limit, as on the HTTP doors: a request over the request
+/// limit is refused although it is under the response limit, and a response over the request
+/// limit (but under its own) goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_limits_are_per_direction() {
+    let edge = weir::edge::EdgeConfig::default()
+        .max_request_message_size(1024)
+        .max_response_message_size(64 * 1024);
+    let stack = Stack::with(Kind::InProcess, WebTransportConfig::default().edge(edge)).await;
+    let client = stack.client().await;
+    let big_request = SimpleRequest {
+        payload: Some(weir_testservice::pb::Payload {
+            body: vec![0; 2048],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = client
+        .unary(UNARY_CALL, HeaderMap::new(), encode(&big_request))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let big_response = SimpleRequest {
+        response_size: 16 * 1024,
+        ..Default::default()
+    };
+    client
+        .unary(UNARY_CALL, HeaderMap::new(), encode(&big_response))
+        .await
+        .unwrap();
+}

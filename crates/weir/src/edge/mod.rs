@@ -204,6 +204,15 @@ where
         let config = self.config.clone();
         let received = Instant::now();
         let (mut parts, body) = request.into_parts();
+        // A body of announced length is on its way whole (a buffered gRPC-Web call, what
+        // browsers send over HTTP/1.1): its first frame is checked before the service hears of
+        // the call, so a malformed call never reaches an upstream. A streamed body is not
+        // waited for — its client may expect an answer before it sends.
+        let announced = body.size_hint().exact().is_some_and(|len| len > 0)
+            || parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|len| len.as_bytes() != b"0");
         let timeout = match head::admit(&mut parts, &config) {
             Ok(timeout) => timeout,
             Err(status) => {
@@ -220,10 +229,24 @@ where
         // A front door that must know the edge's verdict on the request body (WebTransport
         // answers a violation with STOP_SENDING) hands its own failure slot in.
         let failure = parts.extensions.remove::<CallFailure>().unwrap_or_default();
-        let body = RequestBody::new(body, config.max_request_message_size, failure.clone());
-        let future = inner.call(Request::from_parts(parts, BoxBody::new(body)));
+        let mut body = RequestBody::new(body, config.max_request_message_size, failure.clone());
         Box::pin(async move {
             let mut timer = deadline.map(|at| Box::pin(tokio::time::sleep_until(at)));
+            if announced {
+                tokio::select! {
+                    refused = body.prefetch() => if let Err(status) = refused {
+                        return Ok(ResponseBody::trailers_only(status));
+                    },
+                    () = until(timer.as_mut()) => {
+                        let status = Status::new(
+                            Code::DeadlineExceeded,
+                            "deadline (grpc-timeout) exceeded before the request arrived",
+                        );
+                        return Ok(ResponseBody::trailers_only(status));
+                    }
+                }
+            }
+            let future = inner.call(Request::from_parts(parts, BoxBody::new(body)));
             let response = tokio::select! {
                 response = future => response?,
                 () = until(timer.as_mut()) => {

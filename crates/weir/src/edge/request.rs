@@ -19,6 +19,8 @@ use crate::status::StatusExt as _;
 /// client gets the edge's reason rather than the service's view of a broken body.
 pub struct RequestBody<B> {
     inner: B,
+    /// Frames read before the service was called (see [`RequestBody::prefetch`]).
+    prefetched: Option<Bytes>,
     frames: FrameDecoder,
     failure: CallFailure,
     done: bool,
@@ -36,6 +38,7 @@ impl<B> RequestBody<B> {
     pub(crate) fn new(inner: B, max_message_size: usize, failure: CallFailure) -> Self {
         RequestBody {
             inner,
+            prefetched: None,
             frames: FrameDecoder::messages(max_message_size),
             failure,
             done: false,
@@ -65,6 +68,29 @@ impl<B> RequestBody<B> {
     }
 }
 
+impl<B> RequestBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// Reads up to the first whole frame (or the end of the body) before the service is
+    /// called; a violation is returned, to refuse the call without calling the service.
+    pub(crate) async fn prefetch(&mut self) -> Result<(), Status> {
+        use http_body_util::BodyExt as _;
+        match self.frame().await {
+            Some(Ok(frame)) => {
+                self.prefetched = frame.into_data().ok();
+                Ok(())
+            }
+            Some(Err(_)) => Err(self
+                .failure
+                .get()
+                .unwrap_or_else(|| Status::new(Code::Cancelled, "request body failed"))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The status of a failed request body: the front door's own verdict when it gave one (a
 /// `grpc-web-text` body that is not base64), else the client gave up.
 fn status_of(err: BoxError) -> Status {
@@ -87,6 +113,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(frames) = this.prefetched.take() {
+            return Poll::Ready(Some(Ok(Frame::data(frames))));
+        }
         loop {
             if this.done {
                 return Poll::Ready(None);
@@ -117,6 +146,6 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.prefetched.is_none()
     }
 }
