@@ -18,13 +18,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct BoxBody(UnsyncBoxBody<Bytes, BoxError>);
 
 impl BoxBody {
-    /// Boxes any body with `Bytes` data.
+    /// Boxes any body with `Bytes` data. A body that already is a [`BoxBody`] is returned as
+    /// it is, not boxed again: layers that each erase their body type pay for one box, not
+    /// one per layer.
     pub fn new<B>(body: B) -> Self
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        BoxBody(body.map_err(Into::into).boxed_unsync())
+        match already_boxed(body) {
+            Ok(boxed) => boxed,
+            Err(body) => BoxBody(body.map_err(Into::into).boxed_unsync()),
+        }
     }
 
     /// An empty body.
@@ -36,6 +41,19 @@ impl BoxBody {
     pub fn full(data: impl Into<Bytes>) -> Self {
         BoxBody::new(http_body_util::Full::new(data.into()))
     }
+}
+
+/// `body` itself when it is a [`BoxBody`] (found by downcasting, as `B` is `'static`).
+fn already_boxed<B: 'static>(body: B) -> Result<BoxBody, B> {
+    let mut slot = Some(body);
+    if let Some(boxed) = (&mut slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<BoxBody>>()
+        .and_then(Option::take)
+    {
+        return Ok(boxed);
+    }
+    // The slot is only emptied by a successful downcast, which returned above.
+    slot.map_or_else(|| Ok(BoxBody::empty()), Err)
 }
 
 impl Default for BoxBody {
@@ -87,4 +105,20 @@ pub fn empty() -> BoxBody {
 /// A body of one chunk.
 pub fn full(data: impl Into<Bytes>) -> BoxBody {
     BoxBody::full(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Body as _;
+
+    #[test]
+    fn a_box_is_not_boxed_again() {
+        assert!(already_boxed(BoxBody::full("abc")).is_ok());
+        assert!(already_boxed(http_body_util::Full::new(Bytes::from_static(b"abc"))).is_err());
+        assert_eq!(
+            BoxBody::new(BoxBody::full("abc")).size_hint().exact(),
+            Some(3)
+        );
+    }
 }
