@@ -3,10 +3,10 @@
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, HeaderName};
 
-/// Headers a client must not pass on: hop-by-hop headers (RFC 9110 §7.6.1),
-/// `content-length` (bodies are re-framed), the statuses only servers send, and weir's own
-/// per-hop `weir-heartbeat`.
-const STRIPPED: [HeaderName; 12] = [
+/// Headers of one hop in either direction: the hop-by-hop headers of RFC 9110 §7.6.1 and the
+/// framing (`content-length`: bodies are re-framed, and a gRPC-Web or WebTransport body is a
+/// different length).
+const HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -15,10 +15,14 @@ const STRIPPED: [HeaderName; 12] = [
     header::TE,
     header::TRAILER,
     header::CONTENT_LENGTH,
+];
+
+/// What a client must not pass on besides [`HOP`]: the statuses only servers send, and weir's
+/// own per-hop `weir-heartbeat` (docs/protocol/heartbeat.md; read before stripping).
+const CLIENT_RESERVED: [HeaderName; 4] = [
     crate::names::GRPC_STATUS,
     crate::names::GRPC_MESSAGE,
     crate::names::GRPC_STATUS_DETAILS_BIN,
-    // Asks this hop for heartbeats (docs/protocol/heartbeat.md); read before stripping.
     crate::names::WEIR_HEARTBEAT,
 ];
 
@@ -28,7 +32,7 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) {
     // One pass over the (few) headers present rather than a lookup per stripped name.
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if STRIPPED.contains(name) {
+        if HOP.contains(name) || CLIENT_RESERVED.contains(name) {
             doomed.push(name.clone());
         }
     }
@@ -41,26 +45,12 @@ pub(crate) fn strip_request(headers: &mut HeaderMap) {
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
 }
 
-/// Response headers that belong to the hop they came over: the framing (`content-length`,
-/// `transfer-encoding`: bodies are re-framed, and a gRPC-Web or WebTransport body is a
-/// different length) and the hop-by-hop headers of RFC 9110 §7.6.1.
-const STRIPPED_RESPONSE: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::CONTENT_LENGTH,
-];
-
 /// Removes hop-by-hop and framing headers from a service's response head, including every
 /// header that `Connection` names.
 pub(crate) fn strip_response(headers: &mut HeaderMap) {
     let mut doomed: Vec<HeaderName> = Vec::new();
     for name in headers.keys() {
-        if STRIPPED_RESPONSE.contains(name) {
+        if HOP.contains(name) {
             doomed.push(name.clone());
         }
     }
