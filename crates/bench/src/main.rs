@@ -388,6 +388,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         });
         procs.push(node);
     } else {
+        required("web/node_modules is missing (`cd web && npm ci`)")?;
         let _ = writeln!(
             report,
             "connect-node: SKIPPED (web/node_modules missing; run `cd web && npm ci`)\n"
@@ -446,10 +447,22 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
     }
     result?;
     if wants("browser") {
-        let section = browser(&plan).await;
+        let section = browser(&plan).await?;
         emit(&mut report, &section)?;
     }
     Ok(())
+}
+
+/// A peer the run cannot reach: skipped with a note in the report, unless `WEIR_REQUIRE` is
+/// set (to anything but empty, `0` or `false`, as `scripts/test` does), which makes it an error.
+fn required(problem: &str) -> Result<(), String> {
+    let require = std::env::var("WEIR_REQUIRE")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"));
+    if require {
+        Err(format!("WEIR_REQUIRE is set but {problem}"))
+    } else {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -965,17 +978,21 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
 // ---------------------------------------------------------------------------------------
 // Browser
 
-async fn browser(plan: &Plan) -> String {
+async fn browser(plan: &Plan) -> Result<String, String> {
     eprintln!("browser ...");
     let mut out = String::from("## Browser (headless Chromium)\n\n");
     let script = web_dir().join("bench/src/browser.ts");
     if !web_dir().join("node_modules/playwright-core").exists() || !script.exists() {
+        required("web/node_modules or web/bench is missing (`cd web && npm ci`)")?;
         out.push_str("SKIPPED: web/node_modules or web/bench missing (`cd web && npm ci`).\n\n");
-        return out;
+        return Ok(out);
     }
     let weir = match std::env::current_exe() {
         Ok(exe) => exe,
-        Err(e) => return format!("{out}SKIPPED: {e}\n\n"),
+        Err(e) => {
+            required(&format!("this executable's path is unknown: {e}"))?;
+            return Ok(format!("{out}SKIPPED: {e}\n\n"));
+        }
     };
     let mut command = Command::new("node");
     command
@@ -1004,7 +1021,7 @@ async fn browser(plan: &Plan) -> String {
         }
         Err(_) => out.push_str("FAILED: no result within 15 minutes\n\n"),
     }
-    out
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------

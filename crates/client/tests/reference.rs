@@ -1,6 +1,7 @@
 //! weir-client against a third-party gRPC-Web server: the connect-node reference server of
 //! `web/interop`. Skipped, with the reason printed, when its npm packages are not installed
-//! (`cd web && npm ci`).
+//! (`cd web && npm ci`), unless `WEIR_REQUIRE` is set (as `scripts/test` does): then a missing
+//! peer fails the test, so CI cannot pass without running it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
@@ -32,10 +33,21 @@ impl Drop for Reference {
     }
 }
 
+/// `WEIR_REQUIRE` set to anything but empty, `0` or `false`: peers must be present.
+fn required() -> bool {
+    std::env::var("WEIR_REQUIRE")
+        .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
 async fn start_reference() -> Option<Reference> {
     let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../web/interop");
     let tsx = interop.join("../node_modules/.bin/tsx");
     if !tsx.exists() {
+        assert!(
+            !required(),
+            "WEIR_REQUIRE is set but {} is missing; run `cd web && npm ci`",
+            tsx.display()
+        );
         println!(
             "SKIPPED: {} is missing; run `cd web && npm ci` to test against the connect-node reference server",
             tsx.display()

@@ -165,6 +165,8 @@ impl Cors {
 
 /// The CORS policy applied where no HTTP request exists: a WebTransport session's `Origin`
 /// and authority.
+// Only WebTransport sessions need it.
+#[cfg_attr(not(feature = "webtransport"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct OriginCheck {
     cors: Cors,
@@ -172,6 +174,7 @@ pub(crate) struct OriginCheck {
     own_ports: Vec<u16>,
 }
 
+#[cfg_attr(not(feature = "webtransport"), allow(dead_code))]
 impl OriginCheck {
     pub(crate) fn new(cors: Cors, own_ports: Vec<u16>) -> Self {
         OriginCheck { cors, own_ports }

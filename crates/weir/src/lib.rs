@@ -15,7 +15,24 @@
 //! - [`webtransport`]: gRPC over WebTransport (HTTP/3), every call type with full duplex,
 //!   into the same services.
 //!
+//! - [`metrics`]: Prometheus metrics of the calls a service answers.
+//!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
+//!
+//! # Cargo features
+//!
+//! All are on by default. The gRPC-Web layer, [`Cors`], [`Status`] and [`body`] need none of
+//! them: a server that already has an HTTP stack (tonic, axum) can depend on
+//! `weir = { version = "0.1", default-features = false }` and compiles no TLS, QUIC or
+//! Prometheus crates.
+//!
+//! | feature | enables | brings in |
+//! |---|---|---|
+//! | `server` | [`server`] | hyper's and hyper-util's servers |
+//! | `tls` | [`tls`], [`Server::serve_tls`](server::Server::serve_tls); implies `server` | rustls |
+//! | `proxy` | [`proxy`]; implies `metrics` (it counts upstream failures) | hyper's HTTP/2 client, rustls (TLS upstreams) |
+//! | `webtransport` | [`webtransport`] | wtransport (quinn, rustls) |
+//! | `metrics` | [`metrics`] | prometheus-client |
 //!
 //! # Example: gRPC-Web for a tonic service
 //!
@@ -32,6 +49,18 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+// The crate docs above link every module; with some features off, some of those links have no
+// target.
+#![cfg_attr(
+    not(all(
+        feature = "server",
+        feature = "tls",
+        feature = "proxy",
+        feature = "webtransport",
+        feature = "metrics"
+    )),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 pub mod body;
 mod call;
@@ -39,12 +68,17 @@ mod cors;
 pub mod edge;
 pub mod grpc_web;
 mod hop;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 mod names;
+#[cfg(feature = "proxy")]
 pub mod proxy;
+#[cfg(feature = "server")]
 pub mod server;
 pub(crate) mod status;
+#[cfg(feature = "tls")]
 pub mod tls;
+#[cfg(feature = "webtransport")]
 pub mod webtransport;
 
 pub use cors::Cors;

@@ -144,6 +144,7 @@ impl Server {
     /// Like [`serve`](Self::serve), over TLS (HTTP/1.1 and HTTP/2 chosen by ALPN; see
     /// [`crate::tls`]). The handshake runs on the connection's own task, bounded by the
     /// header read timeout, so a slow client cannot stall others.
+    #[cfg(feature = "tls")]
     pub async fn serve_tls<S, B>(
         &self,
         listener: TcpListener,

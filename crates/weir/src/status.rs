@@ -1,7 +1,7 @@
 //! gRPC statuses as weir produces them, and the one place where internal failures become
 //! status codes. The [`Status`] type itself is the codec's, shared with weir's clients.
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use weir_codec::Code;
 use weir_codec::frame::FrameError;
 
@@ -23,6 +23,7 @@ pub(crate) trait StatusExt: Sized {
 
     /// The status as a native gRPC "Trailers-Only" response: HTTP 200 with the status in the
     /// headers and no body.
+    #[cfg(feature = "proxy")]
     fn into_response(self) -> http::Response<crate::body::BoxBody>;
 
     /// A request frame broke the limits or the framing.
@@ -36,12 +37,13 @@ pub(crate) trait StatusExt: Sized {
 }
 
 impl StatusExt for Status {
+    #[cfg(feature = "proxy")]
     fn into_response(self) -> http::Response<crate::body::BoxBody> {
         let mut response = http::Response::new(crate::body::BoxBody::empty());
         let headers = response.headers_mut();
         headers.insert(
             http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
+            http::HeaderValue::from_static("application/grpc"),
         );
         self.write_headers(headers);
         response

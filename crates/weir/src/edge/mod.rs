@@ -42,6 +42,7 @@
 //! ```
 
 mod head;
+#[cfg(feature = "proxy")]
 pub(crate) use head::parse_timeout;
 mod request;
 mod response;

@@ -746,6 +746,7 @@ mod tests {
     /// A connection attempt outlives the call that started it: calls whose deadline is
     /// shorter than the upstream's handshake (TLS over a long round trip) still let it finish,
     /// and later calls use the connection.
+    #[cfg(feature = "tls")] // for its TLS upstream
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn short_deadlines_never_let_a_slow_handshake_finish() {
         use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
