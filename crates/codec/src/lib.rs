@@ -14,7 +14,7 @@
 //! | [`metadata`] | metadata keys and values: ASCII and base64 `-bin` values, reserved names |
 //! | [`timeout`] | `grpc-timeout` parsing and formatting |
 //! | [`status`] | [`Status`] and its codes, HTTP-status and HTTP/2-reset mapping, `grpc-message` percent-encoding |
-//! | [`webtransport`] | WebTransport stream error codes in HTTP/3's reserved range |
+//! | [`webtransport`] | weir's WebTransport mapping: stream error codes in HTTP/3's reserved range, request and response header blocks ([`webtransport::head`]), the discovery document ([`webtransport::discovery`], serde with the `serde` feature) |
 //!
 //! # Example: decode a gRPC-Web response body delivered in arbitrary chunks
 //!
