@@ -299,8 +299,9 @@ pub struct ResponseDecoder {
     frames: FrameDecoder,
     /// An invalid `grpc-web-text` group, reported once the frames before it are out.
     deferred: Option<ResponseError>,
-    /// HTTP trailers that ended the body, for when it carried no trailer block.
-    http_trailers: Option<HeaderMap>,
+    /// HTTP trailers that ended the body, for when it carried no trailer block (boxed: rare,
+    /// and a `HeaderMap` would double the decoder's size).
+    http_trailers: Option<Box<HeaderMap>>,
     /// A trailer block was yielded.
     trailers_seen: bool,
     failed: Option<ResponseError>,
@@ -361,7 +362,7 @@ impl ResponseDecoder {
     /// are ignored. Call [`finish`](Self::finish) afterwards as for any end of body.
     pub fn push_trailers(&mut self, trailers: HeaderMap) {
         if !self.trailers_seen && self.http_trailers.is_none() {
-            self.http_trailers = Some(trailers);
+            self.http_trailers = Some(Box::new(trailers));
         }
     }
 
@@ -411,7 +412,7 @@ impl ResponseDecoder {
                     && let Some(block) = self.http_trailers.take()
                 {
                     self.trailers_seen = true;
-                    return Ok(Some(ResponseEvent::Trailers(block)));
+                    return Ok(Some(ResponseEvent::Trailers(*block)));
                 }
                 Ok(None)
             }
