@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weir_codec::{content_type::ContentType, status, timeout, trailers, Code};
+use weir_codec::{Code, content_type::ContentType, status, timeout, trailers};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(map) = trailers::decode(data) {
@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some(ct) = ContentType::parse(text) {
             assert_eq!(ContentType::from_header(&ct.to_header_value()), Some(ct));
         }
-        assert_eq!(status::decode_message(status::encode_message(text).as_bytes()), text);
+        assert_eq!(
+            status::decode_message(status::encode_message(text).as_bytes()),
+            text
+        );
     }
     let _ = Code::from_header(data);
     let _ = status::decode_message(data);

@@ -21,10 +21,14 @@
 //! Every failure is a [`Status`]: the server's status (from the trailer frame, or the headers
 //! of a trailers-only response), or one the client made: an HTTP error status mapped as gRPC
 //! specifies (404 → `UNIMPLEMENTED`, 503 → `UNAVAILABLE`, ...), a response without trailer
-//! frame or with a malformed body (`INTERNAL`), a message over the size limit
+//! frame or with a malformed body (`INTERNAL`; a frame with flags gRPC-Web reserves included),
+//! a message over the size limit
 //! (`RESOURCE_EXHAUSTED`, checked on the length prefix before the message is buffered),
 //! transport failures (`UNAVAILABLE`, or the HTTP/2 reset reason), the deadline
-//! (`DEADLINE_EXCEEDED`).
+//! (`DEADLINE_EXCEEDED`). Response heads and bodies are read with `weir-codec`'s
+//! [`grpc_web`](weir_codec::grpc_web) rules, the ones weir's servers are tested against, so the
+//! same violation gets the same status everywhere. Heartbeat frames (weir's `0x40` extension,
+//! `docs/protocol/heartbeat.md`) are skipped.
 //!
 //! # Example
 //!

@@ -5,15 +5,13 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::HeaderMap;
-use http::header::CONTENT_TYPE;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 use weir_codec::Code;
-use weir_codec::content_type::{ContentType, Protocol};
-use weir_codec::frame::{FrameDecoder, FrameError, FrameKind};
-use weir_codec::text::TextDecoder;
-use weir_codec::trailers;
+use weir_codec::grpc_web::{
+    Mode, ResponseDecoder, ResponseError, ResponseEvent, ResponseHead, trailer_status,
+};
 
 use crate::status::{self, Status};
 
@@ -60,13 +58,19 @@ impl<T> Response<T> {
 ///
 /// [`message`](Self::message) returns the messages in order, then `Ok(None)` when the call
 /// ended with `OK`, or `Err(status)` when it ended with any other status or failed.
+///
+/// The body is read with `weir-codec`'s gRPC-Web response decoder: heartbeat frames (weir's
+/// `0x40` extension) are skipped, and a frame with flags gRPC-Web reserves ends the call with
+/// `INTERNAL`.
+///
 /// Dropping a `Streaming` before its end abandons the call: over HTTP/2 the stream is reset
 /// (`CANCEL`), over HTTP/1.1 the connection is closed, and the server sees the cancellation.
 pub struct Streaming {
     headers: HeaderMap,
     body: Option<Incoming>,
-    text: Option<TextDecoder>,
-    frames: FrameDecoder,
+    decoder: ResponseDecoder,
+    /// The trailer block once the body yielded it (it settles the call when the body ends),
+    /// then the trailing metadata once the call ended with `OK`.
     trailers: Option<HeaderMap>,
     /// The call's final outcome once known.
     done: Option<Result<(), Status>>,
@@ -95,45 +99,15 @@ impl Streaming {
         deadline: Option<Instant>,
     ) -> Result<Streaming, Status> {
         let (parts, body) = response.into_parts();
-        let headers = parts.headers;
-        if parts.status != http::StatusCode::OK {
-            // A status in the headers wins: some servers send trailers-only with an HTTP error.
-            if let Some(status) = Status::from_headers(&headers)
-                && !status.is_ok()
-            {
-                return Err(status);
-            }
-            let code = Code::from_http_status(parts.status.as_u16());
-            return Err(Status::new(
-                code,
-                format!("server answered HTTP {} instead of gRPC-Web", parts.status),
-            ));
-        }
-        let content_type = headers.get(CONTENT_TYPE).and_then(ContentType::from_header);
-        let text = match content_type {
-            Some(ct) if ct.protocol() != Protocol::Grpc => ct.is_text(),
-            _ => {
-                if let Some(status) = Status::from_headers(&headers) {
-                    // Trailers-only answers need not repeat the content type.
-                    return Streaming::ended(headers, status);
-                }
-                return Err(Status::new(
-                    Code::Unknown,
-                    format!(
-                        "server answered with content type {:?}, not gRPC-Web",
-                        headers.get(CONTENT_TYPE)
-                    ),
-                ));
-            }
+        let mode = match ResponseHead::classify(parts.status, &parts.headers) {
+            ResponseHead::Body(mode) => mode,
+            ResponseHead::TrailersOnly(status) => return Streaming::ended(parts.headers, status),
+            ResponseHead::Failed(status) => return Err(status),
         };
-        if let Some(status) = Status::from_headers(&headers) {
-            return Streaming::ended(headers, status);
-        }
         Ok(Streaming {
-            headers,
+            headers: parts.headers,
             body: Some(body),
-            text: text.then(TextDecoder::new),
-            frames: FrameDecoder::new(max_message_size),
+            decoder: ResponseDecoder::new(mode, max_message_size),
             trailers: None,
             done: None,
             deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
@@ -149,8 +123,7 @@ impl Streaming {
             trailers: Some(status.metadata().clone()),
             headers,
             body: None,
-            text: None,
-            frames: FrameDecoder::new(0),
+            decoder: ResponseDecoder::new(Mode::Binary, 0),
             done: Some(Ok(())),
             deadline: None,
         })
@@ -164,7 +137,10 @@ impl Streaming {
     /// The trailing metadata (without `grpc-status` and `grpc-message`), once the stream
     /// ended with `OK`. On other statuses it is in [`Status::metadata`].
     pub fn trailers(&self) -> Option<&HeaderMap> {
-        self.trailers.as_ref()
+        match self.done {
+            Some(Ok(())) => self.trailers.as_ref(),
+            _ => None,
+        }
     }
 
     /// The next message, `Ok(None)` when the call ended with `OK`, `Err` when it ended with
@@ -174,48 +150,41 @@ impl Streaming {
             if let Some(done) = &self.done {
                 return done.clone().map(|()| None);
             }
-            match self.frames.decode() {
-                Ok(Some(frame)) => match frame.kind() {
-                    FrameKind::Message if frame.is_compressed() => {
+            match self.decoder.decode() {
+                Ok(Some(ResponseEvent::Message(frame))) => {
+                    if frame.is_compressed() {
                         return self.fail(Status::new(
                             Code::Internal,
                             "compressed response message, but no compression was offered",
                         ));
                     }
-                    FrameKind::Message => return Ok(Some(frame.into_payload())),
-                    FrameKind::Trailers => {
-                        let block = match trailers::decode(frame.payload()) {
-                            Ok(block) => block,
-                            Err(e) => return self.fail(Status::new(Code::Internal, e.to_string())),
-                        };
-                        self.trailer_block(block).await?;
-                        continue;
-                    }
-                },
-                Ok(None) => {}
-                Err(e @ FrameError::TooLarge { .. }) => {
-                    return self.fail(Status::new(
-                        Code::ResourceExhausted,
-                        format!("response {e}"),
-                    ));
+                    return Ok(Some(frame.into_payload()));
                 }
-                Err(e) => return self.fail(Status::new(Code::Internal, e.to_string())),
+                Ok(Some(ResponseEvent::Heartbeat)) => continue,
+                Ok(Some(ResponseEvent::Trailers(block))) => {
+                    // Read on to the end of the body (so that an HTTP/1.1 connection can be
+                    // reused, and so that bytes after the block are caught), then settle.
+                    self.trailers = Some(block);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => return self.fail(e.to_status()),
+            }
+            if self.body.is_none() {
+                return self.end_of_body().map(|()| None);
             }
             match self.next_body_frame().await? {
                 Some(frame) => match frame.into_data() {
-                    Ok(data) => self.push(data)?,
+                    Ok(data) => self.decoder.push(data),
                     Err(frame) => {
                         // gRPC-Web puts the status in the body, but accept HTTP trailers too.
                         if let Ok(block) = frame.into_trailers() {
+                            self.decoder.push_trailers(block);
                             self.body = None;
-                            self.end_of_body(Some(block))?;
                         }
                     }
                 },
-                None => {
-                    self.body = None;
-                    self.end_of_body(None)?;
-                }
+                None => self.body = None,
             }
         }
     }
@@ -254,29 +223,6 @@ impl Streaming {
         Err(status)
     }
 
-    fn push(&mut self, data: Bytes) -> Result<(), Status> {
-        if self.trailers.is_some() && !data.is_empty() {
-            return self.fail(Status::new(
-                Code::Internal,
-                "response body went on after the trailer frame",
-            ));
-        }
-        let data = match &mut self.text {
-            Some(decoder) => match decoder.decode(&data) {
-                Ok(data) => data,
-                Err(e) => {
-                    return self.fail(Status::new(
-                        Code::Internal,
-                        format!("grpc-web-text response: {e}"),
-                    ));
-                }
-            },
-            None => data,
-        };
-        self.frames.push(data);
-        Ok(())
-    }
-
     async fn next_body_frame(&mut self) -> Result<Option<hyper::body::Frame<Bytes>>, Status> {
         let Some(body) = self.body.as_mut() else {
             return Ok(None);
@@ -296,57 +242,21 @@ impl Streaming {
         }
     }
 
-    /// The trailer frame arrived: read on to the end of the body (so that an HTTP/1.1
-    /// connection can be reused), then settle the call.
-    async fn trailer_block(&mut self, block: HeaderMap) -> Result<(), Status> {
-        self.trailers = Some(block);
-        if !self.frames.is_at_boundary() {
-            return self.fail(Status::new(
-                Code::Internal,
-                "response body went on after the trailer frame",
-            ));
+    /// The body ended: settles the call with its trailer block.
+    fn end_of_body(&mut self) -> Result<(), Status> {
+        if let Err(e) = self.decoder.finish() {
+            return self.fail(e.to_status());
         }
-        while let Some(frame) = self.next_body_frame().await? {
-            if let Ok(data) = frame.into_data() {
-                self.push(data)?;
-            }
-        }
-        self.body = None;
-        self.end_of_body(None)
-    }
-
-    fn end_of_body(&mut self, http_trailers: Option<HeaderMap>) -> Result<(), Status> {
-        if let Some(decoder) = &self.text
-            && let Err(e) = decoder.finish()
-        {
-            return self.fail(Status::new(
-                Code::Internal,
-                format!("grpc-web-text response: {e}"),
-            ));
-        }
-        if let Err(e) = self.frames.finish() {
-            return self.fail(Status::new(Code::Internal, format!("response: {e}")));
-        }
-        let block = match (self.trailers.take(), http_trailers) {
-            (Some(block), _) | (None, Some(block)) => block,
-            (None, None) => {
-                return self.fail(Status::new(
-                    Code::Internal,
-                    "response ended without a status (no trailer frame)",
-                ));
-            }
+        let Some(block) = self.trailers.take() else {
+            return self.fail(ResponseError::MissingTrailers.to_status());
         };
-        match Status::from_headers(&block) {
-            Some(status) if status.is_ok() => {
-                self.trailers = Some(status.metadata().clone());
-                self.done = Some(Ok(()));
-                Ok(())
-            }
-            Some(status) => self.fail(status),
-            None => self.fail(Status::new(
-                Code::Internal,
-                "trailer block without grpc-status",
-            )),
+        let status = trailer_status(&block);
+        if status.is_ok() {
+            self.trailers = Some(status.metadata().clone());
+            self.done = Some(Ok(()));
+            Ok(())
+        } else {
+            self.fail(status)
         }
     }
 

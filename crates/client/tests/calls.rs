@@ -511,6 +511,127 @@ fn grpc_web(body: Bytes) -> HttpResponse<BoxBody> {
         .unwrap()
 }
 
+fn ok_trailer_frame() -> Bytes {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from_static("0"));
+    weir_codec::trailers::encode_frame(&t)
+}
+
+fn frame(flags: u8, payload: &'static [u8]) -> Bytes {
+    weir_codec::frame::Frame::new(flags, Bytes::from_static(payload)).encode()
+}
+
+fn concat(parts: &[Bytes]) -> Bytes {
+    parts.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+/// Reads a server stream to its end: the messages, and how it ended.
+async fn read_stream(client: &Client) -> (Vec<Bytes>, Result<(), Status>) {
+    let mut stream = guard(
+        "start",
+        client.server_streaming(OUTPUT, Bytes::new(), CallOptions::new()),
+    )
+    .await
+    .unwrap();
+    let mut messages = Vec::new();
+    loop {
+        match guard("message", stream.message()).await {
+            Ok(Some(message)) => messages.push(message),
+            Ok(None) => return (messages, Ok(())),
+            Err(status) => return (messages, Err(status)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn heartbeat_frames_are_skipped() {
+    let body = concat(&[
+        weir_codec::frame::encode_message(b"one"),
+        frame(0x40, b""),
+        weir_codec::frame::encode_message(b"two"),
+        frame(0x40, b""),
+        ok_trailer_frame(),
+    ]);
+    let binary = body.clone();
+    let (binary_url, _stop_binary) = canned(move || grpc_web(binary.clone())).await;
+    let text = weir_codec::text::encode(&body);
+    let (text_url, _stop_text) = canned(move || {
+        HttpResponse::builder()
+            .header("content-type", "application/grpc-web-text+proto")
+            .body(BoxBody::full(text.clone()))
+            .unwrap()
+    })
+    .await;
+    for url in [&binary_url, &text_url] {
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            let client = Client::builder(url).http_version(version).build().unwrap();
+            let (messages, end) = read_stream(&client).await;
+            assert_eq!(messages, ["one", "two"], "{url} {version:?}");
+            assert_eq!(end, Ok(()), "{url} {version:?}");
+        }
+    }
+    // A unary call sees its one message, not the heartbeats around it.
+    let single = concat(&[
+        frame(0x40, b""),
+        weir_codec::frame::encode_message(b"only"),
+        frame(0x40, b""),
+        ok_trailer_frame(),
+    ]);
+    let (url, _stop) = canned(move || grpc_web(single.clone())).await;
+    let client = Client::builder(&url).build().unwrap();
+    let reply = guard(
+        "unary",
+        client.unary(EMPTY, Bytes::new(), CallOptions::new()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.message(), "only");
+}
+
+#[tokio::test]
+async fn frames_with_reserved_flags_end_the_call_with_internal() {
+    for flags in [0x02, 0x41, 0x81, 0xc0] {
+        // After a good message, so that the frame cannot be mistaken for a late failure.
+        let body = concat(&[
+            weir_codec::frame::encode_message(b"fine"),
+            frame(flags, b""),
+            ok_trailer_frame(),
+        ]);
+        let (url, _stop) = canned(move || grpc_web(body.clone())).await;
+        for version in [HttpVersion::Http1, HttpVersion::Http2] {
+            let client = Client::builder(&url).http_version(version).build().unwrap();
+            let (messages, end) = read_stream(&client).await;
+            assert_eq!(messages, ["fine"], "{flags:#04x}");
+            let status = end.unwrap_err();
+            assert_eq!(status.code(), Code::Internal, "{flags:#04x}: {status}");
+            assert!(
+                status
+                    .message()
+                    .contains(&format!("reserved flags {flags:#04x}")),
+                "{status}"
+            );
+        }
+        let status =
+            call_canned(move || grpc_web(concat(&[frame(flags, b"x"), ok_trailer_frame()]))).await;
+        assert_eq!(status.code(), Code::Internal, "{flags:#04x}: {status}");
+    }
+    // A heartbeat with a payload.
+    let status = call_canned(|| grpc_web(concat(&[frame(0x40, b"x"), ok_trailer_frame()]))).await;
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(status.message().contains("heartbeat"), "{status}");
+    // Anything after the trailer frame, a heartbeat included.
+    let status = call_canned(|| {
+        grpc_web(concat(&[
+            weir_codec::frame::encode_message(b""),
+            ok_trailer_frame(),
+            frame(0x40, b""),
+        ]))
+    })
+    .await;
+    assert_eq!(status.code(), Code::Internal, "{status}");
+    assert!(status.message().contains("after the trailer"), "{status}");
+}
+
 #[tokio::test]
 async fn protocol_violations_map_to_statuses() {
     // HTTP errors.

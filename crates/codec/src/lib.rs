@@ -9,11 +9,12 @@
 //! | [`frame`] | gRPC length-prefixed messages (5-byte header), shared by gRPC, gRPC-Web and WebTransport |
 //! | [`trailers`] | the gRPC-Web trailer block carried in a `0x80` frame |
 //! | [`text`] | `grpc-web-text`: streaming base64 in both directions |
+//! | [`grpc_web`] | the gRPC-Web response: head rules, the body decoder (messages, heartbeats, trailer block) and encoder |
 //! | [`content_type`] | `application/grpc`, `application/grpc-web`, `application/grpc-web-text` and their suffixes |
 //! | [`metadata`] | metadata keys and values: ASCII and base64 `-bin` values, reserved names |
 //! | [`timeout`] | `grpc-timeout` parsing and formatting |
 //! | [`status`] | [`Status`] and its codes, HTTP-status and HTTP/2-reset mapping, `grpc-message` percent-encoding |
-//! | [`webtransport`] | WebTransport stream error codes in HTTP/3's reserved range |
+//! | [`webtransport`] | weir's WebTransport mapping: stream error codes in HTTP/3's reserved range, request and response header blocks ([`webtransport::head`]), the discovery document ([`webtransport::discovery`], serde with the `serde` feature) |
 //!
 //! # Example: decode a gRPC-Web response body delivered in arbitrary chunks
 //!
@@ -47,6 +48,7 @@
 
 pub mod content_type;
 pub mod frame;
+pub mod grpc_web;
 pub mod metadata;
 pub mod status;
 pub mod text;

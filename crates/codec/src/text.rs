@@ -63,7 +63,16 @@ impl TextDecoder {
 
     /// Decodes as much of `input` as forms complete 4-character groups; keeps the rest.
     pub fn decode(&mut self, input: &[u8]) -> Result<Bytes, TextError> {
-        let mut out = BytesMut::with_capacity((self.pending.len() + input.len()) / 4 * 3);
+        let mut out = BytesMut::new();
+        self.decode_into(input, &mut out)?;
+        Ok(out.freeze())
+    }
+
+    /// Like [`decode`](Self::decode), appending to `out`. On an error `out` holds everything
+    /// the groups before the invalid one decode to, so a receiver can act on the valid prefix
+    /// of a body the same way however the body was chunked.
+    pub fn decode_into(&mut self, input: &[u8], out: &mut BytesMut) -> Result<(), TextError> {
+        out.reserve((self.pending.len() + input.len()) / 4 * 3);
         let mut rest = input;
         if !self.pending.is_empty() {
             let need = 4 - self.pending.len();
@@ -71,15 +80,15 @@ impl TextDecoder {
             self.pending.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
             if self.pending.len() < 4 {
-                return Ok(out.freeze());
+                return Ok(());
             }
             let group = std::mem::take(&mut self.pending);
-            self.decode_groups(&group, &mut out)?;
+            self.decode_groups(&group, out)?;
         }
         let whole = rest.len() / 4 * 4;
-        self.decode_groups(&rest[..whole], &mut out)?;
+        self.decode_groups(&rest[..whole], out)?;
         self.pending.extend_from_slice(&rest[whole..]);
-        Ok(out.freeze())
+        Ok(())
     }
 
     /// Checks that the body ended on a group boundary.
@@ -103,20 +112,39 @@ impl TextDecoder {
                 .chunks_exact(4)
                 .position(|g| g[3] == b'=')
                 .map_or(groups.len(), |i| start + (i + 1) * 4);
-            let segment = &groups[start..end];
-            let at = out.len();
-            out.resize(at + segment.len() / 4 * 3, 0);
-            let n = STANDARD
-                .decode_slice(segment, &mut out[at..])
-                .map_err(|_| TextError {
-                    offset: self.consumed + start as u64,
-                    reason: "not standard base64",
-                })?;
-            out.truncate(at + n);
+            if decode_segment(&groups[start..end], out).is_err() {
+                // Find the invalid group, keeping what the ones before it decode to. Groups
+                // decode independently, so this gives the same bytes as decoding them together.
+                for (i, group) in groups[start..end].chunks_exact(4).enumerate() {
+                    if decode_segment(group, out).is_err() {
+                        return Err(TextError {
+                            offset: self.consumed + (start + i * 4) as u64,
+                            reason: "not standard base64",
+                        });
+                    }
+                }
+            }
             start = end;
         }
         self.consumed += groups.len() as u64;
         Ok(())
+    }
+}
+
+/// Decodes whole groups with padding at most in the last one, appending to `out`; on an error
+/// `out` is unchanged.
+fn decode_segment(segment: &[u8], out: &mut BytesMut) -> Result<(), ()> {
+    let at = out.len();
+    out.resize(at + segment.len() / 4 * 3, 0);
+    match STANDARD.decode_slice(segment, &mut out[at..]) {
+        Ok(n) => {
+            out.truncate(at + n);
+            Ok(())
+        }
+        Err(_) => {
+            out.truncate(at);
+            Err(())
+        }
     }
 }
 
@@ -153,6 +181,22 @@ mod tests {
         assert!(decode_chunks(&[b"YQ"]).is_err(), "unfinished group");
         let err = decode_chunks(&[b"AAAAAAAA", b"AA*A"]).unwrap_err();
         assert_eq!(err.offset(), 8);
+        // The offset is the invalid group's, however the input is chunked.
+        assert_eq!(decode_chunks(&[b"AAAAAAAAAA*A"]).unwrap_err().offset(), 8);
+        assert_eq!(
+            decode_chunks(&[b"AAAAAA", b"AAAA*A"]).unwrap_err().offset(),
+            8
+        );
+    }
+
+    #[test]
+    fn keeps_the_valid_prefix() {
+        let mut out = BytesMut::new();
+        let err = TextDecoder::new()
+            .decode_into(b"YWJjZGVmYQ==Z*==", &mut out)
+            .unwrap_err();
+        assert_eq!(err.offset(), 12);
+        assert_eq!(&out[..], b"abcdefa");
     }
 
     #[test]

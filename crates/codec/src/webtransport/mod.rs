@@ -1,4 +1,7 @@
-//! WebTransport stream error codes on the wire.
+//! weir's gRPC over WebTransport mapping (`docs/protocol/webtransport.md`): stream error
+//! codes, header blocks ([`head`]) and the discovery document ([`discovery`]).
+//!
+//! # Stream error codes
 //!
 //! WebTransport applications use 32-bit stream error codes, but RESET_STREAM and
 //! STOP_SENDING frames of an HTTP/3 connection carry HTTP/3 error codes. WebTransport over
@@ -9,6 +12,12 @@
 //! [draft]: https://datatracker.ietf.org/doc/draft-ietf-webtrans-http3/
 
 use crate::Code;
+
+pub mod discovery;
+pub mod head;
+
+pub use discovery::{CertificateHash, DISCOVERY_PATH, Discovery, DiscoveryError, VERSION};
+pub use head::{HeadError, RequestHead, check_path, encode_block};
 
 /// Stream error codes of weir's mapping (`docs/protocol/webtransport.md` §5), as WebTransport
 /// application codes; on the wire they travel through [`to_http3`].
