@@ -420,6 +420,8 @@ impl ResponseDecoder {
             Err(FrameError::Truncated { received, expected }) => {
                 Err(ResponseError::Truncated { received, expected })
             }
+            // This decoder's frames are not message-only; flags were judged above.
+            Err(FrameError::Flags(e)) => Err(ResponseError::ReservedFlags { flags: e.flags() }),
         }
     }
 
@@ -449,6 +451,7 @@ impl ResponseDecoder {
                 ResponseError::Truncated { received, expected }
             }
             FrameError::TooLarge { len, limit } => ResponseError::TooLarge { len, limit },
+            FrameError::Flags(e) => ResponseError::ReservedFlags { flags: e.flags() },
         })?;
         if !self.trailers_seen {
             return Err(ResponseError::MissingTrailers);
