@@ -26,6 +26,10 @@
 //! transport failures (`UNAVAILABLE`, or the HTTP/2 reset reason), the deadline
 //! (`DEADLINE_EXCEEDED`).
 //!
+//! With the cargo feature `webtransport`, [`webtransport`] (`weir_client::webtransport`) is a
+//! client of gRPC over WebTransport (HTTP/3) as weir's gateway serves it: every call type in
+//! full duplex, many calls on one session.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -59,6 +63,8 @@ mod body;
 mod options;
 mod response;
 mod status;
+#[cfg(feature = "webtransport")]
+pub mod webtransport;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! `weir call --webtransport`: the call over gRPC over WebTransport
-//! (`docs/protocol/webtransport.md`), with the Rust client of `weir::webtransport::client`.
+//! (`docs/protocol/webtransport.md`), with the Rust client of `weir_client::webtransport`.
 //!
 //! Requests and responses go in full duplex: the call is split, requests are sent from one
 //! task as they are read, and responses are printed as they arrive.
@@ -11,8 +11,8 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use http_body_util::BodyExt as _;
-use weir::webtransport::client::{CallReceiver, WebTransportClient};
 use weir_client::CallOptions;
+use weir_client::webtransport::{CallReceiver, WebTransportClient};
 
 use super::{OutputSchema, call_failed, eprint_block, print_message, single_request, unhex};
 

@@ -24,7 +24,6 @@
 //! ```
 
 mod call;
-pub mod client;
 mod identity;
 
 use std::future::Future;
