@@ -3,11 +3,9 @@
 //! The binary is wiring only: command line, configuration, logging, listeners. Everything a
 //! Rust user might embed lives in the `weir` library.
 
-mod admin;
 mod config;
 mod demo;
 mod gateway;
-mod site;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -15,6 +15,9 @@
 //! - [`webtransport`]: gRPC over WebTransport (HTTP/3), every call type with full duplex,
 //!   into the same services.
 //!
+//! - [`metrics`] and [`admin`]: Prometheus metrics of the calls, and the `/metrics` and
+//!   `/healthz` endpoint of an admin listener; [`page`]: a landing page at `/`.
+//!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
 //!
 //! # Example: gRPC-Web for a tonic service
@@ -33,6 +36,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod body;
 mod call;
 mod cors;
@@ -40,6 +44,7 @@ pub mod grpc_web;
 mod hop;
 pub mod metrics;
 mod names;
+pub mod page;
 pub mod proxy;
 pub mod server;
 pub(crate) mod status;

@@ -24,6 +24,7 @@
 //! ```
 
 mod call;
+pub mod discovery;
 mod identity;
 
 use std::future::Future;
