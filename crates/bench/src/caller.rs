@@ -1,6 +1,6 @@
 //! One way of calling the TestService: gRPC-Web through weir-client, gRPC over WebTransport
-//! through weir's Rust client (one session, calls multiplexed on it), or native gRPC through
-//! tonic. All exchange raw message bytes, so no side pays for protobuf decoding.
+//! through its WebTransport client (one session, calls multiplexed on it), or native gRPC
+//! through tonic. All exchange raw message bytes, so no side pays for protobuf decoding.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use bytes::{Buf as _, BufMut as _, Bytes};
 use http::uri::PathAndQuery;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
-use weir::webtransport::client::{Call, WebTransportClient};
+use weir_client::webtransport::{Call, WebTransportClient};
 use weir_client::{CallOptions, HttpVersion};
 
 pub const UNARY: &str = "/grpc.testing.TestService/UnaryCall";

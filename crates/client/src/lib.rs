@@ -30,6 +30,10 @@
 //! same violation gets the same status everywhere. Heartbeat frames (weir's `0x40` extension,
 //! `docs/protocol/heartbeat.md`) are skipped.
 //!
+//! With the cargo feature `webtransport`, [`webtransport`] (`weir_client::webtransport`) is a
+//! client of gRPC over WebTransport (HTTP/3) as weir's gateway serves it: every call type in
+//! full duplex, many calls on one session.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -63,6 +67,8 @@ mod body;
 mod options;
 mod response;
 mod status;
+#[cfg(feature = "webtransport")]
+pub mod webtransport;
 
 use std::sync::Arc;
 use std::time::Duration;

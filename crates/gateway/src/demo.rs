@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::DemoArgs;
 use crate::config::Config;
-use crate::site::DEMO_PAGE;
+
+/// The demo's page, served at `/` (built from `web/client` by `npm run build:demo`).
+const DEMO_PAGE: &str = include_str!("assets/index.html");
 
 pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
     let DemoArgs {

@@ -1,28 +1,28 @@
 //! Wiring a configuration into listeners: one code path for `weir serve` and `weir demo`.
 //!
-//! Per listener: [`Site`] (only with a page) → gRPC-Web layer (CORS, limits, heartbeats) →
-//! metrics → upstream proxy.
+//! Per listener: WebTransport discovery document → page at `/` (only with a page) → gRPC-Web
+//! layer (CORS, limits, heartbeats) → metrics → upstream proxy.
 
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_layer::Layer as _;
 use weir::Cors;
+use weir::admin::Admin;
 use weir::edge::EdgeConfig;
 use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
+use weir::page::Page;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::Server;
+use weir::webtransport::discovery::{Discovery, DiscoveryService};
 use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 
-use crate::admin::Admin;
 use crate::config::{Config, Upstream};
-use crate::site::{Discovery, Site};
 
 /// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
@@ -39,7 +39,8 @@ pub(crate) async fn run(
 ) -> Result<(), String> {
     let metrics = Metrics::new();
     let drain = CancellationToken::new();
-    let draining = Arc::new(AtomicBool::new(false));
+    // /healthz turns 503 when the shutdown starts.
+    let admin = Admin::new(metrics.clone());
 
     let mut proxy = Proxy::builder()
         .max_timeout(config.timeouts.max_call)
@@ -132,7 +133,7 @@ pub(crate) async fn run(
     let discovery = webtransport
         .as_ref()
         .map(|(_, discovery)| discovery.clone());
-    let service = Site::new(page, discovery, grpc_web.layer(grpc.clone()));
+    let service = DiscoveryService::new(discovery, Page::new(page, grpc_web.layer(grpc.clone())));
 
     let ping = (!config.keepalive.client_ping_interval.is_zero())
         .then_some(config.keepalive.client_ping_interval);
@@ -168,13 +169,13 @@ pub(crate) async fn run(
         let grpc = grpc.clone();
         tasks.spawn(async move { server.serve(grpc, stop).await });
     }
-    if let Some(admin) = &config.admin {
-        let tcp = tokio::net::TcpListener::bind(admin.address)
+    if let Some(listener) = &config.admin {
+        let tcp = tokio::net::TcpListener::bind(listener.address)
             .await
-            .map_err(|e| format!("admin {}: cannot listen: {e}", admin.address))?;
+            .map_err(|e| format!("admin {}: cannot listen: {e}", listener.address))?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;
         announce(label, &format!("admin on http://{addr}"))?;
-        let admin = Admin::new(metrics.clone(), draining.clone());
+        let admin = admin.clone();
         let stop = stop.clone().cancelled_owned();
         let server = Server::new().grace_period(Duration::from_secs(1));
         tasks.spawn(async move { server.serve(tcp, admin, stop).await });
@@ -186,7 +187,7 @@ pub(crate) async fn run(
         ?grace,
         "shutting down: no new connections; open calls may finish"
     );
-    draining.store(true, Ordering::Relaxed);
+    admin.drain();
     stop.cancel();
     let drain_later = drain.clone();
     tokio::spawn(async move {

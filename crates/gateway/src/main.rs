@@ -3,13 +3,9 @@
 //! The binary is wiring only: command line, configuration, logging, listeners. Everything a
 //! Rust user might embed lives in the `weir` library.
 
-mod admin;
-mod call;
 mod config;
 mod demo;
 mod gateway;
-mod reflection;
-mod site;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,7 +50,7 @@ enum Command {
     /// and cleartext HTTP/2 on one port. Stop it with Ctrl-C or SIGTERM.
     Demo(DemoArgs),
     /// Call a gRPC-Web method (or one over WebTransport): JSON (or raw bytes) in and out.
-    Call(call::CallArgs),
+    Call(weir_call::CallArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -199,7 +195,9 @@ fn main() -> ExitCode {
             init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
             runtime.block_on(demo::run(args))
         }
-        Command::Call(args) => runtime.block_on(call::run(args)),
+        Command::Call(args) => runtime
+            .block_on(weir_call::run(args))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

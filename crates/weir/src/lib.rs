@@ -15,7 +15,8 @@
 //! - [`webtransport`]: gRPC over WebTransport (HTTP/3), every call type with full duplex,
 //!   into the same services.
 //!
-//! - [`metrics`]: Prometheus metrics of the calls a service answers.
+//! - [`metrics`] and [`admin`]: Prometheus metrics of the calls, and the `/metrics` and
+//!   `/healthz` endpoint of an admin listener; [`page`]: a landing page at `/`.
 //!
 //! Wire formats live in the sans-IO [`weir_codec`] crate.
 //!
@@ -62,6 +63,8 @@
     allow(rustdoc::broken_intra_doc_links)
 )]
 
+#[cfg(feature = "metrics")]
+pub mod admin;
 pub mod body;
 mod call;
 mod cors;
@@ -71,6 +74,7 @@ mod hop;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod names;
+pub mod page;
 #[cfg(feature = "proxy")]
 pub mod proxy;
 #[cfg(feature = "server")]

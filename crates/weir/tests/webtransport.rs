@@ -1,5 +1,5 @@
 //! gRPC over WebTransport (`docs/protocol/webtransport.md`) over real loopback UDP, with the
-//! Rust client of `weir::webtransport::client`: every call type, metadata, statuses,
+//! Rust client of `weir_client::webtransport`: every call type, metadata, statuses,
 //! cancellation and deadlines against an in-process `TestService` and through the upstream
 //! proxy; then the answers to bad input, and the limits.
 
@@ -22,8 +22,8 @@ use tower::Layer as _;
 use tower::ServiceExt as _;
 use weir::Code;
 use weir::metrics::Metrics;
-use weir::webtransport::client::{Call, ConnectError, WebTransportClient};
 use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer, codes};
+use weir_client::webtransport::{Call, ConnectError, WebTransportClient};
 use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, encode_header, encode_message};
 use weir_codec::{metadata, trailers};
 use weir_testservice::pb::{

@@ -85,7 +85,8 @@ impl ServerIdentity {
 }
 
 /// SHA-256 hashes of the certificate a listener presents, shared with whoever publishes them
-/// (the gateway serves them at `/.well-known/weir/webtransport`).
+/// (the gateway serves them at `/.well-known/weir/webtransport`, with
+/// [`DiscoveryService`](super::discovery::DiscoveryService)).
 #[derive(Debug, Clone, Default)]
 pub struct CertificateHashes(Arc<RwLock<Vec<[u8; 32]>>>);
 

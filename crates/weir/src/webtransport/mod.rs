@@ -24,7 +24,7 @@
 //! ```
 
 mod call;
-pub mod client;
+pub mod discovery;
 mod identity;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! A gRPC client over WebTransport (`docs/protocol/webtransport.md`), for tests, tools and
-//! benchmarks.
+//! benchmarks (cargo feature `webtransport`).
 //!
 //! One [`WebTransportClient`] is one WebTransport session; each [`Call`] is one bidirectional
 //! stream on it, which [`Call::split`] divides into a [`CallSender`] and a [`CallReceiver`] to
@@ -9,7 +9,7 @@
 //! ```no_run
 //! use bytes::Bytes;
 //! use http::HeaderMap;
-//! use weir::webtransport::client::WebTransportClient;
+//! use weir_client::webtransport::WebTransportClient;
 //!
 //! # async fn run(hashes: Vec<[u8; 32]>) -> Result<(), Box<dyn std::error::Error>> {
 //! let client = WebTransportClient::connect("https://127.0.0.1:4433/weir?v=1", &hashes).await?;
@@ -41,11 +41,15 @@ use wtransport::error::ConnectingError;
 use wtransport::quinn::{self, ReadError, WriteError};
 use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
-use crate::Status;
+use weir_codec::status::GRPC_STATUS;
 use weir_codec::webtransport::{codes, status_for_stream_code};
 
-/// Largest response message or header block the client accepts by default (4 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+use crate::Status;
+
+/// The `grpc-timeout` request header.
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+pub use crate::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Why a session could not be opened.
 #[derive(Debug)]
@@ -124,8 +128,8 @@ fn bind_for(
 
 impl WebTransportClient {
     /// Opens a session to `url` (`https://host:port/path?v=1`), accepting only a server
-    /// certificate whose SHA-256 hash is one of `hashes` (a development certificate, see
-    /// [`CertificateHashes`](super::CertificateHashes)).
+    /// certificate whose SHA-256 hash is one of `hashes` (a development certificate, as
+    /// `weir::webtransport::CertificateHashes` publishes them).
     pub async fn connect(url: &str, hashes: &[[u8; 32]]) -> Result<Self, ConnectError> {
         Self::connect_with(ConnectOptions::builder(url).build(), hashes).await
     }
@@ -214,7 +218,7 @@ impl WebTransportClient {
         timeout: Duration,
     ) -> Result<Call, Status> {
         if let Ok(value) = HeaderValue::try_from(timeout::format(timeout)) {
-            metadata.insert(crate::names::GRPC_TIMEOUT, value);
+            metadata.insert(GRPC_TIMEOUT, value);
         }
         self.start(path, metadata, Some(Instant::now() + timeout))
             .await
@@ -473,9 +477,9 @@ impl Call {
     /// ```no_run
     /// use bytes::Bytes;
     /// use http::HeaderMap;
-    /// use weir::webtransport::client::WebTransportClient;
+    /// use weir_client::webtransport::WebTransportClient;
     ///
-    /// # async fn run(client: WebTransportClient) -> Result<(), weir::Status> {
+    /// # async fn run(client: WebTransportClient) -> Result<(), weir_client::Status> {
     /// let call = client
     ///     .call("/grpc.testing.TestService/FullDuplexCall", HeaderMap::new())
     ///     .await?;
@@ -490,7 +494,7 @@ impl Call {
     ///         }
     ///     }
     ///     sender.finish();
-    ///     Ok::<_, weir::Status>(())
+    ///     Ok::<_, weir_client::Status>(())
     /// });
     /// while let Some(message) = receiver.next_message().await? {
     ///     println!("{} bytes", message.len());
@@ -731,8 +735,7 @@ impl CallReceiver {
                                 return Event::End;
                             }
                         };
-                        if self.headers.is_some() || block.contains_key(&crate::names::GRPC_STATUS)
-                        {
+                        if self.headers.is_some() || block.contains_key(&GRPC_STATUS) {
                             if self.headers.is_none() {
                                 // Trailers-only.
                                 self.headers = Some(HeaderMap::new());
@@ -837,15 +840,14 @@ impl CallReceiver {
     }
 
     fn end_with_trailers(&mut self, block: HeaderMap) {
-        let status = Status::from_headers(&block).unwrap_or_else(|| {
-            match block.get(&crate::names::GRPC_STATUS) {
+        let status =
+            Status::from_headers(&block).unwrap_or_else(|| match block.get(&GRPC_STATUS) {
                 Some(value) => Status::new(
                     Code::Internal,
                     format!("invalid grpc-status {value:?} in the trailer block"),
                 ),
                 None => Status::new(Code::Internal, "trailer block without grpc-status"),
-            }
-        });
+            });
         self.trailers = Some(block);
         // The response is complete: nothing more to read. On an error status the request
         // side, if still open, is of no use to the server any more: the sender resets it.

@@ -1,8 +1,12 @@
 //! `weir call --webtransport`: the call over gRPC over WebTransport
-//! (`docs/protocol/webtransport.md`), with the Rust client of `weir::webtransport::client`.
+//! (`docs/protocol/webtransport.md`), with the Rust client of `weir_client::webtransport`.
 //!
 //! Requests and responses go in full duplex: the call is split, requests are sent from one
 //! task as they are read, and responses are printed as they arrive.
+//!
+//! Without `--cert-hash`, the session's certificate is checked against the system's roots;
+//! with `--discover`, the session URL and certificate hashes come from the gateway's discovery
+//! document.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +15,11 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 use http_body_util::BodyExt as _;
-use weir::webtransport::client::{CallReceiver, WebTransportClient};
 use weir_client::CallOptions;
+use weir_client::webtransport::WebTransportClient;
 
-use super::{OutputSchema, call_failed, eprint_block, print_message, single_request, unhex};
+use crate::output::{OutputSchema, call_failed, print_wt_responses};
+use crate::{CallArgs, single_request, unhex};
 
 /// Where the gateway publishes its WebTransport URL and certificate hashes.
 const DISCOVERY_PATH: &str = "/.well-known/weir/webtransport";
@@ -31,14 +36,14 @@ const DISCOVERY_LIMIT: usize = 64 * 1024;
 
 /// Where the session goes, and which certificates it accepts (none: the system's roots).
 #[derive(Debug, PartialEq, Eq)]
-pub(super) struct Target {
+pub(crate) struct Target {
     url: String,
     hashes: Vec<[u8; 32]>,
 }
 
 impl Target {
     /// The target that `ADDR`, `--cert-hash` and `--discover` name.
-    pub(super) async fn resolve(args: &super::CallArgs) -> Result<Target, String> {
+    pub(crate) async fn resolve(args: &CallArgs) -> Result<Target, String> {
         if args.discover {
             return discover(&args.addr).await;
         }
@@ -187,7 +192,7 @@ fn parse_discovery(body: &[u8]) -> Result<Target, String> {
 }
 
 /// Makes the call over WebTransport and prints its responses.
-pub(super) async fn run(
+pub(crate) async fn run(
     target: Target,
     method_path: &str,
     single: bool,
@@ -293,7 +298,7 @@ async fn call(
         }
         sender.finish();
     });
-    let result = print_responses(&mut receiver, output, verbose).await;
+    let result = print_wt_responses(&mut receiver, output, verbose).await;
     // The call has ended (or printing failed): a send still pending is abandoned, which
     // resets the request side with CANCEL rather than finishing it; the call's status, if
     // it ended, stays the one received.
@@ -302,31 +307,6 @@ async fn call(
     match input_error_rx.try_recv() {
         Ok(e) => Err(e),
         Err(_) => result,
-    }
-}
-
-async fn print_responses(
-    receiver: &mut CallReceiver,
-    output: &OutputSchema,
-    verbose: bool,
-) -> Result<(), String> {
-    if verbose && let Ok(headers) = receiver.headers().await {
-        eprint_block("headers", headers);
-    }
-    loop {
-        match receiver.next_message().await {
-            Ok(Some(message)) => print_message(message, output)?,
-            Ok(None) => {
-                if verbose {
-                    if let Some(trailers) = receiver.trailers() {
-                        eprint_block("trailers", trailers);
-                    }
-                    eprintln!("status: OK");
-                }
-                return Ok(());
-            }
-            Err(status) => return Err(call_failed(&status, receiver.trailers(), verbose)),
-        }
     }
 }
 

@@ -1,5 +1,12 @@
-//! `weir call`: call a gRPC-Web method from the command line, JSON in and out; with
-//! `--webtransport`, over gRPC over WebTransport instead (the `wt` module).
+//! `weir call` as a library: call a gRPC-Web method, or one over gRPC over WebTransport, from
+//! the command line, JSON (or raw bytes) in and out.
+//!
+//! This crate holds the whole command behind the `weir call` subcommand of the `weir` binary:
+//! its arguments ([`CallArgs`], a [`clap::Args`]), the call itself (gRPC-Web through
+//! [`weir_client`], or with `--webtransport` through [`weir_client::webtransport`]), the
+//! output on stdout and stderr, and a server reflection client. A binary embeds it as a
+//! subcommand and hands the parsed arguments to [`run`]; `weir call --help` documents every
+//! flag.
 //!
 //! Messages are converted between JSON (the protobuf JSON mapping) and protobuf with
 //! `prost-reflect`, from the first schema that is there:
@@ -9,15 +16,60 @@
 //!    protox);
 //! 2. server reflection (`grpc.reflection.v1`, or `v1alpha`), when the server offers it and
 //!    knows the service: the server's own truth, so it wins over the built-in schema even
-//!    for `grpc.testing` (see the `reflection` module; `--no-reflection` skips it);
+//!    for `grpc.testing` (`--no-reflection` skips it);
 //! 3. the built-in descriptors of the interop `grpc.testing` services, so `weir call` talks
 //!    to any interop server out of the box. For other services, without reflection, the
 //!    user is told to pass a schema or `--raw`.
 //!
 //! `--raw` skips schemas: messages are hex or base64 in and out. With `-v` the schema's
 //! origin is printed on stderr.
+//!
+//! Requests come from `--data`, or from stdin as they are read; each response message is
+//! printed on a line of stdout as it arrives; a status other than `OK` is the [`Error`].
+//!
+//! # Example
+//!
+//! A `call` subcommand in another command line tool:
+//!
+//! ```no_run
+//! use clap::Parser as _;
+//!
+//! #[derive(clap::Parser)]
+//! enum Cli {
+//!     /// Call a gRPC-Web method.
+//!     Call(weir_call::CallArgs),
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     let Cli::Call(args) = Cli::parse();
+//!     match weir_call::run(args).await {
+//!         Ok(()) => std::process::ExitCode::SUCCESS,
+//!         Err(e) => {
+//!             eprintln!("{e}");
+//!             std::process::ExitCode::FAILURE
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! Or arguments built in code, the way a user types them:
+//!
+//! ```no_run
+//! # async fn call() -> Result<(), Box<dyn std::error::Error>> {
+//! let args = weir_call::CallArgs::try_parse_from([
+//!     "weir call",
+//!     "127.0.0.1:8080",
+//!     "grpc.testing.TestService/UnaryCall",
+//!     "--data",
+//!     r#"{"responseSize": 3}"#,
+//! ])?;
+//! weir_call::run(args).await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,8 +78,12 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, MethodDescriptor};
-use weir_client::{CallOptions, Client, HttpVersion, Mode, Status, Streaming};
+use weir_client::{CallOptions, Client, HttpVersion, Mode};
 
+use output::{OutputSchema, eprint_block, print_responses, status_error};
+
+mod output;
+mod reflection;
 mod wt;
 
 const EXAMPLES: &str = "\
@@ -63,9 +119,13 @@ stderr. A status other than OK is printed on stderr and the exit status is 1.";
 
 /// Call a gRPC-Web method (or, with --webtransport, a gRPC over WebTransport one): JSON (or raw
 /// bytes) in, JSON (or raw bytes) out.
+///
+/// Parsed by clap as `weir call` takes them: embed it as a subcommand
+/// (`Call(weir_call::CallArgs)`) or flatten it into a parser, or use
+/// [`try_parse_from`](Self::try_parse_from).
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = EXAMPLES)]
-pub(crate) struct CallArgs {
+pub struct CallArgs {
     /// Server: http://HOST:PORT, https://HOST:PORT, or HOST:PORT (cleartext). With
     /// --webtransport, the session URL (or with --discover, the gateway's HTTP address).
     #[arg(value_name = "ADDR")]
@@ -153,8 +213,51 @@ enum Schema {
     Typed(MethodDescriptor),
 }
 
-/// Runs `weir call`.
-pub(crate) async fn run(args: CallArgs) -> Result<(), String> {
+impl CallArgs {
+    /// Parses `weir call`'s arguments; the first item is the program's name, as in
+    /// [`std::env::args_os`]. The error, on bad arguments or `--help`, prints itself with
+    /// [`clap::Error::exit`] or [`clap::Error::print`].
+    pub fn try_parse_from<I, T>(args: I) -> Result<CallArgs, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(clap::Parser)]
+        #[command(name = "weir call")]
+        struct Command {
+            #[command(flatten)]
+            args: CallArgs,
+        }
+        <Command as clap::Parser>::try_parse_from(args).map(|command| command.args)
+    }
+}
+
+/// Why `weir call` failed: bad arguments or input, no schema, an unreachable server, or a
+/// call that ended with a status other than `OK` (`call failed: CODE: message`).
+///
+/// With `-v`, what the call returned (trailers) was printed on stderr already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Runs `weir call` with `args`: makes the call, reading requests from `--data` or stdin and
+/// printing responses on stdout (and with `-v` headers, trailers and the status on stderr)
+/// as they come.
+///
+/// Must run within a Tokio runtime (with time and I/O enabled). `Ok` means the call ended
+/// with `OK`.
+pub async fn run(args: CallArgs) -> Result<(), Error> {
+    call(args).await.map_err(Error)
+}
+
+async fn call(args: CallArgs) -> Result<(), String> {
     let method_path = args.method.trim_start_matches('/').to_owned();
     let options = call_options(&args)?;
     // The gRPC-Web client: for the call, and for server reflection (which, with
@@ -310,80 +413,10 @@ enum InputSchema {
     Typed(MessageDescriptor),
 }
 
-enum OutputSchema {
-    Raw(RawEncoding),
-    Typed(MessageDescriptor),
-}
-
 fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::Receiver<T>,
 ) -> futures_util::stream::BoxStream<'static, T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
-}
-
-async fn print_responses(
-    call: &mut Streaming,
-    output: &OutputSchema,
-    verbose: bool,
-) -> Result<(), String> {
-    loop {
-        match call.message().await {
-            Ok(Some(bytes)) => print_message(bytes, output)?,
-            Ok(None) => {
-                if verbose {
-                    if let Some(trailers) = call.trailers() {
-                        eprint_block("trailers", trailers);
-                    }
-                    eprintln!("status: OK");
-                }
-                return Ok(());
-            }
-            Err(status) => return Err(status_error(&status, verbose)),
-        }
-    }
-}
-
-/// Writes one response message on stdout, as JSON or raw, on a line of its own.
-fn print_message(bytes: Bytes, output: &OutputSchema) -> Result<(), String> {
-    let line = match output {
-        OutputSchema::Raw(RawEncoding::Hex) => hex(&bytes),
-        OutputSchema::Raw(RawEncoding::Base64) => {
-            base64::engine::general_purpose::STANDARD.encode(&bytes)
-        }
-        OutputSchema::Typed(desc) => {
-            let message = DynamicMessage::decode(desc.clone(), bytes)
-                .map_err(|e| format!("cannot decode a response message: {e}"))?;
-            serde_json::to_string(&message).map_err(|e| e.to_string())?
-        }
-    };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{line}")
-        .and_then(|()| stdout.flush())
-        .map_err(|e| format!("stdout: {e}"))
-}
-
-fn status_error(status: &Status, verbose: bool) -> String {
-    call_failed(status, Some(status.metadata()), verbose)
-}
-
-/// The error of a call that ended with `status` (printed on stderr, exit status 1), after
-/// its `trailers` with -v.
-fn call_failed(
-    status: &dyn std::fmt::Display,
-    trailers: Option<&http::HeaderMap>,
-    verbose: bool,
-) -> String {
-    if verbose {
-        eprint_block("trailers", trailers.unwrap_or(&http::HeaderMap::new()));
-    }
-    format!("call failed: {status}")
-}
-
-fn eprint_block(what: &str, block: &http::HeaderMap) {
-    eprintln!("{what}:");
-    for (name, value) in block {
-        eprintln!("  {name}: {}", String::from_utf8_lossy(value.as_bytes()));
-    }
 }
 
 /// Reads request messages from stdin as they come, until EOF.
@@ -444,7 +477,7 @@ async fn load_pool(
         } else {
             None
         };
-        return crate::reflection::schema(client, options, method_path, skip, args.verbose).await;
+        return reflection::schema(client, options, method_path, skip, args.verbose).await;
     }
     let mut pool = DescriptorPool::new();
     for path in &args.descriptor_sets {
@@ -496,10 +529,6 @@ fn find_method(pool: &DescriptorPool, path: &str) -> Result<MethodDescriptor, St
         .ok_or_else(|| format!("service {} has no method {method:?}", service.full_name()))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Result<Vec<u8>, String> {
     if !text.len().is_multiple_of(2) {
         return Err(format!("hex {text:?} has an odd number of digits"));
@@ -524,6 +553,29 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::hex;
+
+    #[test]
+    fn arguments_parse_as_weir_call_takes_them() {
+        let args = CallArgs::try_parse_from([
+            "weir call",
+            "127.0.0.1:8080",
+            "grpc.testing.TestService/UnaryCall",
+            "-d",
+            "{}",
+            "--timeout",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(args.addr, "127.0.0.1:8080");
+        assert_eq!(args.timeout, Some(Duration::from_secs(2)));
+        // --webtransport conflicts with --http1; --cert-hash needs --webtransport.
+        assert!(
+            CallArgs::try_parse_from(["weir call", "a", "b/c", "--webtransport", "--http1"])
+                .is_err()
+        );
+        assert!(CallArgs::try_parse_from(["weir call", "a", "b/c", "--cert-hash", "00"]).is_err());
+    }
 
     #[test]
     fn hex_round_trip() {
