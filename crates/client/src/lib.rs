@@ -26,9 +26,9 @@
 //! transport failures (`UNAVAILABLE`, or the HTTP/2 reset reason), the deadline
 //! (`DEADLINE_EXCEEDED`).
 //!
-//! With the cargo feature `webtransport`, [`webtransport`] (`weir_client::webtransport`) is a
-//! client of gRPC over WebTransport (HTTP/3) as weir's gateway serves it: every call type in
-//! full duplex, many calls on one session.
+//! With the cargo feature `webtransport`, `weir_client::webtransport` is a client of gRPC over
+//! WebTransport (HTTP/3) as weir's gateway serves it: every call type in full duplex, many
+//! calls on one session.
 //!
 //! # Example
 //!
