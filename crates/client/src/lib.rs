@@ -30,9 +30,9 @@
 //! same violation gets the same status everywhere. Heartbeat frames (weir's `0x40` extension,
 //! `docs/protocol/heartbeat.md`) are skipped.
 //!
-//! With the cargo feature `webtransport`, [`webtransport`] (`weir_client::webtransport`) is a
-//! client of gRPC over WebTransport (HTTP/3) as weir's gateway serves it: every call type in
-//! full duplex, many calls on one session.
+//! With the cargo feature `webtransport`, `weir_client::webtransport` is a client of gRPC over
+//! WebTransport (HTTP/3) as weir's gateway serves it: every call type in full duplex, many
+//! calls on one session.
 //!
 //! # Example
 //!

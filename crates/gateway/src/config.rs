@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     /// Format version of this file; only 1 exists.
@@ -44,7 +44,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Listener {
     pub(crate) address: SocketAddr,
@@ -52,21 +52,21 @@ pub(crate) struct Listener {
     pub(crate) tls: Option<ListenerTls>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerTls {
     pub(crate) cert: PathBuf,
     pub(crate) key: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Admin {
     pub(crate) address: SocketAddr,
 }
 
 /// gRPC over WebTransport (HTTP/3), `docs/protocol/webtransport.md`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebTransport {
     /// UDP address to listen on.
@@ -89,6 +89,20 @@ pub(crate) struct WebTransport {
     pub(crate) max_calls_per_session: u32,
 }
 
+impl WebTransport {
+    /// A listener on `address` with every other key at its default (development certificate).
+    pub(crate) fn new(address: SocketAddr) -> Self {
+        WebTransport {
+            address,
+            path: default_wt_path(),
+            cert: None,
+            key: None,
+            max_sessions: default_wt_sessions(),
+            max_calls_per_session: default_wt_calls(),
+        }
+    }
+}
+
 fn default_wt_path() -> String {
     "/weir".to_owned()
 }
@@ -101,7 +115,7 @@ fn default_wt_calls() -> u32 {
     100
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Cors {
     #[serde(default)]
@@ -112,7 +126,7 @@ pub(crate) struct Cors {
     pub(crate) max_age: Option<Duration>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Limits {
     pub(crate) max_request_message_size: usize,
@@ -132,7 +146,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Timeouts {
     /// Longest deadline a call may have; calls without `grpc-timeout` get it too.
@@ -154,7 +168,7 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Keepalive {
     /// HTTP/2 PING interval to clients; `0s` turns pings off.
@@ -180,7 +194,7 @@ impl Default for Keepalive {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Cluster {
     /// `http://host:port` (h2c) or `https://host:port` (TLS, ALPN h2).
@@ -197,7 +211,20 @@ pub(crate) struct Cluster {
     pub(crate) ca: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+impl Cluster {
+    /// A cluster of `addresses` with every other key at its default.
+    pub(crate) fn new(addresses: Vec<String>) -> Self {
+        Cluster {
+            addresses,
+            connect_timeout: None,
+            resolve_interval: None,
+            ping_interval: None,
+            ca: None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Log {
     pub(crate) format: LogFormat,
@@ -260,6 +287,39 @@ impl Upstream {
 }
 
 impl Config {
+    /// The configuration a file with only these keys stands for, every other key at its
+    /// default (not validated yet):
+    ///
+    /// ```toml
+    /// [[listener]]
+    /// address = "LISTEN"
+    /// [clusters.CLUSTER]
+    /// addresses = [ADDRESSES]
+    /// [routes]
+    /// "*" = "CLUSTER"
+    /// ```
+    ///
+    /// It is how the command line's quick flags (`weir serve --listen … --upstream …`, `weir
+    /// demo`) say what they mean.
+    pub(crate) fn route_all(listen: SocketAddr, cluster: &str, addresses: Vec<String>) -> Config {
+        Config {
+            version: one(),
+            listeners: vec![Listener {
+                address: listen,
+                tls: None,
+            }],
+            admin: None,
+            webtransport: None,
+            cors: Cors::default(),
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            keepalive: Keepalive::default(),
+            clusters: BTreeMap::from([(cluster.to_owned(), Cluster::new(addresses))]),
+            routes: BTreeMap::from([("*".to_owned(), cluster.to_owned())]),
+            log: Log::default(),
+        }
+    }
+
     /// Reads and checks a file; errors name the file and the offending key.
     pub(crate) fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
@@ -402,6 +462,24 @@ mod tests {
         let bad_duration = format!("{MINIMAL}\n[timeouts]\nmax_call = \"5 parsecs\"\n");
         let err = parse(&bad_duration).unwrap_err();
         assert!(err.contains("max_call"), "{err}");
+    }
+
+    #[test]
+    fn values_built_in_code_are_what_the_file_says() {
+        let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let mut config =
+            Config::route_all(listen, "backend", vec!["http://127.0.0.1:50051".to_owned()]);
+        assert_eq!(config, parse(MINIMAL).unwrap());
+
+        config.admin = Some(Admin {
+            address: "127.0.0.1:9090".parse().unwrap(),
+        });
+        config.webtransport = Some(WebTransport::new("127.0.0.1:4433".parse().unwrap()));
+        config.timeouts.max_call = Some(Duration::from_secs(300));
+        let file = format!(
+            "{MINIMAL}\n[admin]\naddress = \"127.0.0.1:9090\"\n[webtransport]\naddress = \"127.0.0.1:4433\"\n[timeouts]\nmax_call = \"5m\"\n"
+        );
+        assert_eq!(config, parse(&file).unwrap());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use tokio_util::sync::CancellationToken;
 
 use crate::DemoArgs;
-use crate::config::Config;
+use crate::config::{self, Config};
 
 /// The demo's page, served at `/` (built from `web/client` by `npm run build:demo`).
 const DEMO_PAGE: &str = include_str!("assets/index.html");
@@ -35,16 +35,13 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         }
     });
 
-    let mut text = format!(
-        "[[listener]]\naddress = \"{listen}\"\n[clusters.testservice]\naddresses = [\"http://{backend_addr}\"]\n[routes]\n\"*\" = \"testservice\"\n"
+    let mut config = Config::route_all(
+        listen,
+        "testservice",
+        vec![format!("http://{backend_addr}")],
     );
-    if let Some(admin) = admin {
-        text.push_str(&format!("[admin]\naddress = \"{admin}\"\n"));
-    }
-    if let Some(wt) = webtransport_listen {
-        text.push_str(&format!("[webtransport]\naddress = \"{wt}\"\n"));
-    }
-    let mut config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+    config.admin = admin.map(|address| config::Admin { address });
+    config.webtransport = webtransport_listen.map(config::WebTransport::new);
     config.cors.allow_origins = allow_origins;
     config.validate()?;
     tracing::info!(backend = %backend_addr, "in-process TestService started");

@@ -1,7 +1,8 @@
 //! `weir`: gRPC for the browser with every kind of streaming.
 //!
 //! The binary is wiring only: command line, configuration, logging, listeners. Everything a
-//! Rust user might embed lives in the `weir` library.
+//! Rust user might embed lives in libraries: the gateway's services in `weir`, `weir call` in
+//! `weir-call`.
 
 mod config;
 mod demo;
@@ -128,8 +129,9 @@ fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
                     "--upstream URL is required with --listen (or use --config FILE)".into(),
                 );
             }
-            let text = quick_config(listen, &args.upstreams, args.admin_listen, args.max_timeout);
-            let config: config::Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+            let mut config = config::Config::route_all(listen, "upstream", args.upstreams);
+            config.admin = args.admin_listen.map(|address| config::Admin { address });
+            config.timeouts.max_call = args.max_timeout;
             config
                 .validate()
                 .map_err(|e| e.replace("clusters.upstream.addresses", "--upstream"))?;
@@ -139,30 +141,6 @@ fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
     config.cors.allow_origins.extend(args.allow_origins);
     config.validate()?;
     Ok(config)
-}
-
-/// The config file the quick flags stand for.
-fn quick_config(
-    listen: SocketAddr,
-    upstreams: &[String],
-    admin: Option<SocketAddr>,
-    max_timeout: Option<Duration>,
-) -> String {
-    let addresses: Vec<String> = upstreams.iter().map(|u| format!("{u:?}")).collect();
-    let mut text = format!(
-        "[[listener]]\naddress = \"{listen}\"\n[clusters.upstream]\naddresses = [{}]\n[routes]\n\"*\" = \"upstream\"\n",
-        addresses.join(", ")
-    );
-    if let Some(admin) = admin {
-        text.push_str(&format!("[admin]\naddress = \"{admin}\"\n"));
-    }
-    if let Some(max) = max_timeout {
-        text.push_str(&format!(
-            "[timeouts]\nmax_call = \"{}\"\n",
-            humantime::format_duration(max)
-        ));
-    }
-    text
 }
 
 fn main() -> ExitCode {
@@ -243,5 +221,65 @@ fn shutdown_signal() -> impl Future<Output = ()> {
             tracing::warn!("cannot listen for Ctrl-C: {e}");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn serve(flags: &[&str]) -> Result<config::Config, String> {
+        let cli = Cli::try_parse_from(["weir", "serve"].iter().chain(flags))
+            .map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Serve(args) => serve_config(args),
+            command => panic!("not serve: {command:?}"),
+        }
+    }
+
+    #[test]
+    fn quick_flags_make_a_config() {
+        let config = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--upstream",
+            "http://127.0.0.1:2",
+            "--admin-listen",
+            "127.0.0.1:9090",
+            "--max-timeout",
+            "5m",
+            "--allow-origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        assert_eq!(config.clusters["upstream"].addresses.len(), 2);
+        assert_eq!(config.routes["*"], "upstream");
+        assert_eq!(config.timeouts.max_call, Some(Duration::from_secs(300)));
+        assert!(config.admin.is_some());
+        assert_eq!(config.cors.allow_origins, ["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn quick_flag_errors_name_the_flag() {
+        let err = serve(&["--listen", "127.0.0.1:0", "--upstream", "ftp://x"]).unwrap_err();
+        assert!(err.starts_with("--upstream: "), "{err}");
+        let err = serve(&["--listen", "127.0.0.1:0"]).unwrap_err();
+        assert!(err.contains("--upstream URL is required"), "{err}");
+        let err = serve(&[]).unwrap_err();
+        assert!(err.contains("give --config FILE"), "{err}");
+        let err = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--allow-origin",
+            "localhost",
+        ])
+        .unwrap_err();
+        assert!(err.contains("cors.allow_origins"), "{err}");
     }
 }
