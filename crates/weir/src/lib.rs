@@ -35,6 +35,20 @@
 //! | `webtransport` | [`webtransport`] | wtransport (quinn, rustls) |
 //! | `metrics` | [`metrics`] | prometheus-client |
 //!
+//! # Runnable examples
+//!
+//! In `crates/weir/examples/`, each listening where `--listen ADDR` says and serving until
+//! Ctrl-C (`cargo run -p weir --example NAME -- --listen 127.0.0.1:8080`):
+//!
+//! - `tonic_grpc_web`: a tonic service (the gRPC interop `TestService`) behind
+//!   [`GrpcWebLayer`](grpc_web::GrpcWebLayer) with a CORS policy, served by
+//!   [`Server`](server::Server);
+//! - `axum_side_by_side`: an axum app with REST routes (`GET /health`, `GET /hello/{name}`)
+//!   and the gRPC-Web service as its fallback, on one port;
+//! - `embedded_gateway`: the gateway as a library, [`Proxy`](proxy::Proxy) to the upstream
+//!   given by `--upstream http://HOST:PORT`, behind the layer, with call metrics at
+//!   `GET /metrics`.
+//!
 //! # Example: gRPC-Web for a tonic service
 //!
 //! ```no_run
