@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,7 @@ use wtransport::quinn::{self, ReadError, WriteError};
 use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
 use weir_codec::status::GRPC_STATUS;
-use weir_codec::webtransport::{codes, status_for_stream_code};
+use weir_codec::webtransport::{RequestHead, codes, status_for_stream_code};
 
 use crate::Status;
 
@@ -258,6 +258,9 @@ impl WebTransportClient {
                 HeaderValue::from_static("application/grpc+proto"),
             );
         }
+        // The codec's header block, the one the server decodes with; a malformed method path
+        // fails here, before a stream is opened.
+        let head = RequestHead::new(path, metadata).map_err(|e| e.to_status())?;
         let lost = |e: &dyn std::fmt::Display| {
             session_status(&self.closed_locally, format!("cannot open a stream: {e}"))
         };
@@ -300,15 +303,7 @@ impl WebTransportClient {
             },
             sender: CallSender { shared },
         };
-        let mut block = BytesMut::new();
-        block.put_slice(b":path: ");
-        block.put_slice(path.as_bytes());
-        block.put_slice(b"\r\n");
-        block.put_slice(&trailers::encode(&metadata));
-        let mut head = BytesMut::with_capacity(5 + block.len());
-        encode_header(FLAG_TRAILERS, block.len(), &mut head);
-        head.put_slice(&block);
-        call.sender.write(&mut [head.freeze()]).await?;
+        call.sender.write(&mut [head.encode()]).await?;
         Ok(call)
     }
 }

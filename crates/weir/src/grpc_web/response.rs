@@ -16,37 +16,41 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
 use tokio::time::Sleep;
 use weir_codec::content_type::ContentType;
-use weir_codec::{text, timeout, trailers};
+use weir_codec::grpc_web::{Mode, ResponseEncoder};
+use weir_codec::timeout;
 
 use crate::body::{BoxBody, BoxError};
 use crate::edge::ResponseBody;
 
-/// How the client wants its response encoded.
+/// How the client wants its response encoded: its content type, and the codec's encoder for
+/// that mode (the same rules weir's clients decode with).
 #[derive(Debug, Clone)]
 pub(crate) struct Encoding {
     pub(crate) content_type: ContentType,
+    encoder: ResponseEncoder,
 }
 
 impl Encoding {
-    fn encode(&self, wire: Bytes) -> Bytes {
-        if self.content_type.is_text() {
-            text::encode(&wire)
-        } else {
-            wire
+    pub(crate) fn new(content_type: ContentType) -> Self {
+        let encoder = ResponseEncoder::new(Mode::of(&content_type));
+        Encoding {
+            content_type,
+            encoder,
         }
     }
 
+    fn encode(&self, wire: Bytes) -> Bytes {
+        self.encoder.frames(wire)
+    }
+
     fn trailer_frame(&self, trailers: &HeaderMap) -> Bytes {
-        self.encode(trailers::encode_frame(trailers))
+        self.encoder.trailers(trailers)
     }
 
     fn heartbeat(&self) -> Bytes {
-        self.encode(Bytes::from_static(HEARTBEAT_FRAME))
+        self.encoder.heartbeat()
     }
 }
-
-/// The heartbeat frame: flags `0x40`, no payload.
-const HEARTBEAT_FRAME: &[u8] = &[weir_codec::frame::FLAG_HEARTBEAT, 0, 0, 0, 0];
 
 /// Translates the edge's response head; the body is wrapped in [`WebBody`].
 pub(crate) fn translate(

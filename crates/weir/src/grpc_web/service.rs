@@ -210,9 +210,7 @@ where
                     }
                     response
                 };
-                let encoding = Encoding {
-                    content_type: content_type.clone(),
-                };
+                let encoding = Encoding::new(content_type.clone());
                 let heartbeat = parts_heartbeat(request.headers(), &config);
                 let (mut parts, body) = request.into_parts();
                 parts.headers.remove(&crate::names::WEIR_HEARTBEAT);

@@ -18,6 +18,7 @@ use tower_service::Service;
 use weir_codec::Code;
 use weir_codec::frame::{FLAG_TRAILERS, Frame as WireFrame, FrameDecoder, FrameError};
 use weir_codec::trailers;
+use weir_codec::webtransport::RequestHead;
 use wtransport::endpoint::IncomingSession;
 use wtransport::{RecvStream, SendStream, VarInt};
 
@@ -312,47 +313,18 @@ impl Drop for StreamBody {
     }
 }
 
-/// Splits `:path` out of a header block, since `http::HeaderName` cannot hold a pseudo-header.
-fn split_path(block: &[u8]) -> (Option<String>, Vec<u8>) {
-    let mut path = None;
-    let mut rest = Vec::with_capacity(block.len());
-    for line in block.split_inclusive(|&b| b == b'\n') {
-        let trimmed = line.trim_ascii_start();
-        if let Some(value) = trimmed.strip_prefix(b":path:") {
-            path = Some(String::from_utf8_lossy(value.trim_ascii()).into_owned());
-        } else {
-            rest.extend_from_slice(line);
-        }
-    }
-    (path, rest)
-}
-
-/// The request head a header block describes (§3.1). Only its syntax is checked here; the
-/// call edge judges its content (content type, metadata, timeout, size).
+/// The request head a header block describes (§3.1), parsed by the codec — the same code the
+/// clients encode it with. Only its syntax is checked here; the call edge judges its content
+/// (content type, metadata, timeout, size).
 fn parse_request_head(block: &[u8]) -> Result<Request<()>, Status> {
-    let (path, rest) = split_path(block);
-    let path =
-        path.ok_or_else(|| Status::new(Code::Internal, "request header block has no :path"))?;
-    let valid_path = path
-        .strip_prefix('/')
-        .and_then(|p| p.split_once('/'))
-        .is_some_and(|(service, method)| {
-            !service.is_empty() && !method.is_empty() && !method.contains('/')
-        });
-    if !valid_path {
-        return Err(Status::new(
-            Code::Internal,
-            format!(":path {path:?} is not /package.Service/Method"),
-        ));
-    }
+    let head = RequestHead::decode(block).map_err(|e| e.to_status())?;
+    let (path, mut headers) = head.into_parts();
     let uri: Uri = path.parse().map_err(|_| {
         Status::new(
             Code::Internal,
             format!(":path {path:?} is not a valid path"),
         )
     })?;
-    let mut headers = trailers::decode(&rest)
-        .map_err(|e| Status::new(Code::Internal, format!("request header block: {e}")))?;
     // Not call metadata (§3.3).
     headers.remove(header::HOST);
     let mut request = Request::new(());
