@@ -17,6 +17,8 @@ use futures_util::stream::BoxStream;
 use http_body_util::BodyExt as _;
 use weir_client::CallOptions;
 use weir_client::webtransport::WebTransportClient;
+use weir_codec::webtransport::Discovery;
+use weir_codec::webtransport::discovery::SHA_256;
 
 use crate::output::{OutputSchema, call_failed, print_wt_responses};
 use crate::{CallArgs, single_request, unhex};
@@ -155,40 +157,24 @@ async fn discover(addr: &str) -> Result<Target, String> {
     parse_discovery(&body).map_err(|e| format!("{url}: {e}"))
 }
 
-/// The target a discovery document names:
-/// `{"version": 1, "url": …, "certificateHashes": [{"algorithm": "sha-256", "value": HEX}]}`.
+/// The target a discovery document names, read with the codec's
+/// [`Discovery`](weir_codec::webtransport::Discovery) (the type the gateway writes it with):
+/// the session URL and its SHA-256 certificate hashes (hashes of other algorithms are
+/// skipped).
 fn parse_discovery(body: &[u8]) -> Result<Target, String> {
-    let document: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("not a discovery document: {e}"))?;
-    if let Some(version) = document.get("version")
-        && version.as_u64() != Some(1)
-    {
-        return Err(format!(
-            "discovery document version {version} is not supported"
-        ));
-    }
-    let url = document
-        .get("url")
-        .and_then(|url| url.as_str())
-        .ok_or("the discovery document has no url")?
-        .to_owned();
+    let text = std::str::from_utf8(body).map_err(|_| "not a discovery document: not UTF-8")?;
+    let document = Discovery::from_json(text).map_err(|e| e.to_string())?;
     let mut hashes = Vec::new();
-    let listed = document
-        .get("certificateHashes")
-        .and_then(|hashes| hashes.as_array())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for hash in listed {
-        if hash.get("algorithm").and_then(|a| a.as_str()) != Some("sha-256") {
+    for hash in &document.certificate_hashes {
+        if hash.algorithm != SHA_256 {
             continue;
         }
-        let value = hash
-            .get("value")
-            .and_then(|v| v.as_str())
-            .ok_or("a certificate hash without a value")?;
-        hashes.push(parse_hash(value)?);
+        hashes.push(parse_hash(&hash.value)?);
     }
-    Ok(Target { url, hashes })
+    Ok(Target {
+        url: document.url,
+        hashes,
+    })
 }
 
 /// Makes the call over WebTransport and prints its responses.

@@ -125,16 +125,10 @@ impl CertificateHashes {
     }
 
     /// The discovery document of `docs/protocol/webtransport.md` §7.
+    /// The JSON is the codec's [`Discovery`](weir_codec::webtransport::Discovery) type, which
+    /// clients parse with too.
     pub fn document(&self, url: &str) -> String {
-        let hashes: Vec<String> = self
-            .hex()
-            .into_iter()
-            .map(|hex| format!(r#"{{"algorithm": "sha-256", "value": "{hex}"}}"#))
-            .collect();
-        format!(
-            r#"{{"version": 1, "url": {url:?}, "certificateHashes": [{}]}}"#,
-            hashes.join(", ")
-        )
+        weir_codec::webtransport::Discovery::new(url, self.get()).to_json()
     }
 }
 
