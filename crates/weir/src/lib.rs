@@ -6,6 +6,9 @@
 //! - [`grpc_web::GrpcWebLayer`]: a tower layer that adds gRPC-Web (binary and text, HTTP/1.1
 //!   and HTTP/2, all four call types) to any gRPC service such as a tonic router, with CORS
 //!   ([`Cors`]), limits and deadlines;
+//! - [`edge`]: the call edge that layer, the WebTransport endpoint and native gRPC on the
+//!   same port all go through — limits, metadata and frame checks, one deadline per call,
+//!   the mapping of what a service answers to a status; its docs draw the path of a call;
 //! - [`server`]: a small HTTP/1.1 + HTTP/2 server loop with graceful shutdown, to run such a
 //!   service on a TCP listener, in cleartext or over TLS ([`tls`]).
 //!
