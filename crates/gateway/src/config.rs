@@ -154,6 +154,10 @@ pub(crate) struct Timeouts {
     pub(crate) max_call: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub(crate) header_read: Duration,
+    /// On SIGTERM: how long `/healthz` answers 503 while every listener still accepts,
+    /// before listeners close and the grace period begins.
+    #[serde(with = "humantime_serde")]
+    pub(crate) drain_delay: Duration,
     #[serde(with = "humantime_serde")]
     pub(crate) shutdown_grace: Duration,
 }
@@ -163,6 +167,7 @@ impl Default for Timeouts {
         Timeouts {
             max_call: None,
             header_read: Duration::from_secs(30),
+            drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -434,6 +439,7 @@ mod tests {
         assert_eq!(config.limits.max_request_message_size, 4 * 1024 * 1024);
         assert!(config.cors.allow_origins.is_empty());
         assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.timeouts.drain_delay, Duration::from_secs(5));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
     config.admin = admin.map(|address| config::Admin { address });
     config.webtransport = webtransport_listen.map(config::WebTransport::new);
     config.cors.allow_origins = allow_origins;
+    // No load balancer to wait for: Ctrl-C stops the demo at once.
+    config.timeouts.drain_delay = std::time::Duration::ZERO;
     config.validate()?;
     tracing::info!(backend = %backend_addr, "in-process TestService started");
 
@@ -50,7 +52,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         config,
         Some(DEMO_PAGE),
         "weir demo",
-        crate::shutdown_signal(),
+        crate::Signals::install(),
     )
     .await;
     stop_backend.cancel();

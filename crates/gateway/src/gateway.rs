@@ -3,7 +3,6 @@
 //! Per listener: WebTransport discovery document → page at `/` (only with a page) → gRPC-Web
 //! layer (CORS, limits, heartbeats) → metrics → upstream proxy.
 
-use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,16 +17,20 @@ use weir::grpc_web::GrpcWebLayer;
 use weir::metrics::Metrics;
 use weir::page::Page;
 use weir::proxy::{ClusterConfig, Proxy};
-use weir::server::Server;
+use weir::server::{Drain, Server};
 use weir::webtransport::discovery::{Discovery, DiscoveryService};
 use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 
+use crate::Signals;
 use crate::config::{Config, Upstream};
 
 /// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
 
-/// Runs the gateway until `shutdown` completes, then shuts down gracefully.
+/// Runs the gateway until a signal (or `POST /shutdown` on the admin listener), then stops in
+/// phases (docs/operations.md): drain (`/healthz` 503, every listener still accepting, HTTP/2
+/// GOAWAY, HTTP/1.1 `Connection: close`) for `timeouts.drain_delay` or until a second signal;
+/// then listeners close and calls in flight have `timeouts.shutdown_grace`.
 ///
 /// `page` is served at `GET /` (the demo's page). `label` prefixes the lines printed on
 /// stdout (`weir serve: listening on http://...`).
@@ -35,10 +38,13 @@ pub(crate) async fn run(
     config: Config,
     page: Option<&'static str>,
     label: &str,
-    shutdown: impl Future<Output = ()>,
+    mut signals: Signals,
 ) -> Result<(), String> {
     let metrics = Metrics::new();
+    // Ends the calls still open at the end of the grace period.
     let drain = CancellationToken::new();
+    // Starts the drain phase on every listener.
+    let draining = Drain::new();
     // /healthz turns 503 when the shutdown starts.
     let admin = Admin::new(metrics.clone());
 
@@ -142,7 +148,8 @@ pub(crate) async fn run(
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .keep_alive(ping, config.keepalive.client_ping_timeout)
         .header_read_timeout(config.timeouts.header_read)
-        .grace_period(config.timeouts.shutdown_grace + FLUSH_TIME);
+        .grace_period(config.timeouts.shutdown_grace + FLUSH_TIME)
+        .drain(draining.clone());
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -177,17 +184,34 @@ pub(crate) async fn run(
         announce(label, &format!("admin on http://{addr}"))?;
         let admin = admin.clone();
         let stop = stop.clone().cancelled_owned();
-        let server = Server::new().grace_period(Duration::from_secs(1));
+        let server = Server::new()
+            .grace_period(Duration::from_secs(1))
+            .drain(draining.clone());
         tasks.spawn(async move { server.serve(tcp, admin, stop).await });
     }
 
-    shutdown.await;
+    let why = tokio::select! {
+        what = signals.recv() => what,
+        () = admin.shutdown_requested() => "POST /shutdown",
+    };
+    admin.drain();
+    draining.start();
+    let delay = config.timeouts.drain_delay;
+    if !delay.is_zero() {
+        tracing::info!(
+            ?delay,
+            "{why}: draining: /healthz answers 503, listeners still accept (signal again to skip)"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            what = signals.recv() => tracing::info!("{what}: drain cut short"),
+        }
+    }
     let grace = config.timeouts.shutdown_grace;
     tracing::info!(
         ?grace,
-        "shutting down: no new connections; open calls may finish"
+        "{why}: shutting down: no new connections; open calls may finish"
     );
-    admin.drain();
     stop.cancel();
     let drain_later = drain.clone();
     tokio::spawn(async move {

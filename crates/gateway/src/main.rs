@@ -41,8 +41,9 @@ enum Command {
     ///
     ///   weir serve --listen 127.0.0.1:8080 --upstream http://127.0.0.1:50051 --allow-origin http://localhost:3000
     ///
-    /// Stop it with Ctrl-C or SIGTERM: it stops accepting, lets calls finish within the grace
-    /// period, then ends the rest with UNAVAILABLE.
+    /// Stop it with Ctrl-C or SIGTERM: /healthz turns 503 while it keeps accepting for the
+    /// drain delay (a second signal cuts that short), then it stops accepting, lets calls
+    /// finish within the grace period and ends the rest with UNAVAILABLE.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Serve the gRPC interop TestService in-process, with a page that explains what it is.
@@ -81,6 +82,11 @@ struct ServeArgs {
     /// Longest deadline of any call, e.g. 5m; calls without grpc-timeout get it.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     max_timeout: Option<Duration>,
+
+    /// How long /healthz answers 503 on SIGTERM while every listener still accepts, e.g. 5s
+    /// (the default) or 0s. With --config, overrides the file's timeouts.drain_delay.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    drain_delay: Option<Duration>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,6 +145,9 @@ fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
         }
     };
     config.cors.allow_origins.extend(args.allow_origins);
+    if let Some(delay) = args.drain_delay {
+        config.timeouts.drain_delay = delay;
+    }
     config.validate()?;
     Ok(config)
 }
@@ -164,7 +173,7 @@ fn main() -> ExitCode {
                 );
                 // The signal handlers are installed inside the runtime, before anything listens.
                 runtime.block_on(async {
-                    gateway::run(config, None, "weir serve", shutdown_signal()).await
+                    gateway::run(config, None, "weir serve", Signals::install()).await
                 })
             }
             Err(e) => Err(e),
@@ -186,40 +195,60 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
+/// Ctrl-C and SIGTERM, each time they arrive: the first starts a graceful stop, a second
+/// hurries it.
 ///
-/// The handlers are installed when this is called (within the runtime), not when the future
-/// is first polled: a signal sent as soon as the gateway announced its listeners stops it
-/// gracefully instead of killing it.
-fn shutdown_signal() -> impl Future<Output = ()> {
+/// The handlers are installed by [`Signals::install`] (within the runtime), not when
+/// [`recv`](Signals::recv) is first polled: a signal sent as soon as the gateway announced its
+/// listeners stops it gracefully instead of killing it.
+pub(crate) struct Signals {
     #[cfg(unix)]
-    let signals = {
-        use tokio::signal::unix::{SignalKind, signal};
-        [
-            ("Ctrl-C", signal(SignalKind::interrupt())),
-            ("SIGTERM", signal(SignalKind::terminate())),
-        ]
-    };
-    async move {
+    handlers: Vec<(&'static str, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    pub(crate) fn install() -> Self {
         #[cfg(unix)]
         {
-            let waits = signals.map(|(what, signal)| async move {
-                match signal {
-                    Ok(mut signal) => {
-                        signal.recv().await;
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot listen for {what}: {e}");
-                        std::future::pending::<()>().await;
-                    }
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut handlers = Vec::new();
+            for (what, kind) in [
+                ("Ctrl-C", SignalKind::interrupt()),
+                ("SIGTERM", SignalKind::terminate()),
+            ] {
+                match signal(kind) {
+                    Ok(handler) => handlers.push((what, handler)),
+                    Err(e) => tracing::warn!("cannot listen for {what}: {e}"),
                 }
-            });
-            futures_util::future::select_all(waits.map(Box::pin)).await;
+            }
+            Signals { handlers }
         }
         #[cfg(not(unix))]
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
+        Signals {}
+    }
+
+    /// The next signal's name.
+    pub(crate) async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            if self.handlers.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            let waits = self.handlers.iter_mut().map(|(what, handler)| {
+                Box::pin(async move {
+                    handler.recv().await;
+                    *what
+                })
+            });
+            futures_util::future::select_all(waits).await.0
+        }
+        #[cfg(not(unix))]
+        {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot listen for Ctrl-C: {e}");
+                std::future::pending::<()>().await;
+            }
+            "Ctrl-C"
         }
     }
 }
@@ -254,8 +283,11 @@ mod tests {
             "5m",
             "--allow-origin",
             "http://localhost:3000",
+            "--drain-delay",
+            "1s",
         ])
         .unwrap();
+        assert_eq!(config.timeouts.drain_delay, Duration::from_secs(1));
         assert_eq!(config.clusters["upstream"].addresses.len(), 2);
         assert_eq!(config.routes["*"], "upstream");
         assert_eq!(config.timeouts.max_call, Some(Duration::from_secs(300)));

@@ -26,7 +26,7 @@ async fn an_idle_gateway_with_webtransport_stops_at_once() {
          [clusters.up]\naddresses = [\"http://127.0.0.1:9\"]\n\
          [routes]\n\"*\" = \"up\"\n\
          [webtransport]\naddress = \"127.0.0.1:0\"\n\
-         [timeouts]\nshutdown_grace = \"1h\"\n",
+         [timeouts]\nshutdown_grace = \"1h\"\ndrain_delay = \"0s\"\n",
     )
     .unwrap();
     let mut child = tokio::process::Command::new(WEIR)

@@ -6,6 +6,9 @@
 //! - `GET /metrics`: the [`Metrics`] registry in the OpenMetrics text format;
 //! - `GET /healthz`: `200 ok` while serving, `503 shutting down` once [`Admin::drain`] was
 //!   called, so that load balancers stop sending new clients during a graceful shutdown;
+//! - `POST /shutdown`: `202`, and [`Admin::shutdown_requested`] completes: the server starts
+//!   the same stop as on SIGTERM. Requests that carry an `Origin` header are refused with
+//!   `403`, so a web page cannot make a browser stop a gateway whose admin port it can reach;
 //! - other methods on those paths: `405`; any other path: `404`.
 //!
 //! ```no_run
@@ -29,11 +32,13 @@
 //! ```
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use tokio::sync::watch;
 use tower_service::Service;
 
 use crate::body::BoxBody;
@@ -48,6 +53,7 @@ const TEXT: &str = "text/plain; charset=utf-8";
 pub struct Admin {
     metrics: Metrics,
     draining: Arc<AtomicBool>,
+    shutdown: Arc<watch::Sender<bool>>,
 }
 
 impl Admin {
@@ -56,6 +62,20 @@ impl Admin {
         Admin {
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
+            shutdown: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Completes once a client asked for a shutdown with `POST /shutdown` (at once if one
+    /// already did).
+    pub fn shutdown_requested(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut requested = self.shutdown.subscribe();
+        async move {
+            // The sender lives as long as `self`'s clones and this receiver: an error only
+            // means "never".
+            if requested.wait_for(|requested| *requested).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -69,8 +89,19 @@ impl Admin {
         self.draining.load(Ordering::Relaxed)
     }
 
-    fn answer(&self, method: &Method, path: &str) -> Response<BoxBody> {
+    fn answer<B>(&self, request: &Request<B>) -> Response<BoxBody> {
+        let (method, path) = (request.method(), request.uri().path());
         let (status, content_type, body) = match (method, path) {
+            (&Method::POST, "/shutdown") if request.headers().contains_key(header::ORIGIN) => (
+                StatusCode::FORBIDDEN,
+                TEXT,
+                "not from a web page\n".to_owned(),
+            ),
+            (&Method::POST, "/shutdown") => {
+                tracing::info!("shutdown requested on the admin listener");
+                self.shutdown.send_replace(true);
+                (StatusCode::ACCEPTED, TEXT, "shutting down\n".to_owned())
+            }
             (&Method::GET, "/metrics") => (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -85,10 +116,15 @@ impl Admin {
             (_, "/metrics" | "/healthz") => {
                 (StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n".to_owned())
             }
+            (_, "/shutdown") => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                "use POST\n".to_owned(),
+            ),
             _ => (
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "not found; try /metrics or /healthz\n".to_owned(),
+                "not found; try /metrics, /healthz or POST /shutdown\n".to_owned(),
             ),
         };
         let mut response = Response::new(BoxBody::full(body));
@@ -110,7 +146,7 @@ impl<B> Service<Request<B>> for Admin {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        std::future::ready(Ok(self.answer(request.method(), request.uri().path())))
+        std::future::ready(Ok(self.answer(&request)))
     }
 }
 
@@ -124,11 +160,11 @@ mod tests {
     use super::*;
 
     async fn get(admin: &Admin, method: Method, path: &str) -> (StatusCode, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(())
-            .unwrap();
+        send(admin, Request::builder().method(method).uri(path)).await
+    }
+
+    async fn send(admin: &Admin, request: http::request::Builder) -> (StatusCode, String) {
+        let request = request.body(()).unwrap();
         let response = admin.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -161,5 +197,34 @@ mod tests {
                 "shutting down\n".to_owned()
             )
         );
+    }
+
+    #[tokio::test]
+    async fn shutdown_is_asked_with_post_and_never_from_a_page() {
+        let admin = Admin::new(Metrics::new());
+        let requested = admin.shutdown_requested();
+        tokio::pin!(requested);
+        assert!(futures_util::poll!(requested.as_mut()).is_pending());
+
+        assert_eq!(
+            get(&admin, Method::GET, "/shutdown").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let from_page = Request::builder()
+            .method(Method::POST)
+            .uri("/shutdown")
+            .header(header::ORIGIN, "https://evil.example");
+        assert_eq!(send(&admin, from_page).await.0, StatusCode::FORBIDDEN);
+        assert!(futures_util::poll!(requested.as_mut()).is_pending());
+
+        assert_eq!(
+            get(&admin, Method::POST, "/shutdown").await,
+            (StatusCode::ACCEPTED, "shutting down\n".to_owned())
+        );
+        requested.await;
+        // Asked once, seen by every later waiter too.
+        admin.clone().shutdown_requested().await;
+        // Asking is not draining: the server decides when /healthz turns.
+        assert_eq!(get(&admin, Method::GET, "/healthz").await.0, StatusCode::OK);
     }
 }

@@ -3,21 +3,58 @@
 //!
 //! Browsers reach HTTP/2 only over TLS; cleartext HTTP/2 is for native gRPC clients and
 //! gRPC-Web clients outside browsers (such as Node's).
+//!
+//! # Stopping without losing calls
+//!
+//! A stop behind a load balancer has two phases:
+//!
+//! 1. **Drain** ([`Drain::start`]): the health check reports the instance down (see
+//!    `weir::admin`) while every listener keeps accepting, so requests the load balancer still
+//!    sends are served. HTTP/2 connections get a GOAWAY (calls in flight go on; the client
+//!    opens a new connection for new calls) and HTTP/1.1 responses carry `Connection: close`,
+//!    so clients move to other instances without a request ever meeting a closed connection.
+//! 2. **Close** (the `shutdown` future of [`Server::serve`]): the listener closes, idle
+//!    connections are closed, and calls in flight have the [grace
+//!    period](Server::grace_period) to finish.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use weir::server::{Drain, Server};
+//!
+//! # async fn run(service: weir::admin::Admin) -> std::io::Result<()> {
+//! let drain = Drain::new();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let shutdown = {
+//!     let drain = drain.clone();
+//!     async move {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!         drain.start();
+//!         // Longer than the load balancer's health-check interval × fall count.
+//!         tokio::time::sleep(Duration::from_secs(5)).await;
+//!     }
+//! };
+//! Server::new().drain(drain).serve(listener, service, shutdown).await;
+//! # Ok(()) }
+//! ```
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
 use tower_service::Service;
 
 use crate::body::BoxError;
@@ -31,6 +68,7 @@ pub struct Server {
     keep_alive_timeout: Duration,
     header_read_timeout: Duration,
     grace_period: Duration,
+    drain: Drain,
 }
 
 impl Default for Server {
@@ -51,7 +89,17 @@ impl Server {
             keep_alive_timeout: Duration::from_secs(20),
             header_read_timeout: Duration::from_secs(30),
             grace_period: Duration::from_secs(10),
+            drain: Drain::new(),
         }
+    }
+
+    /// The drain phase this server follows (see the [module docs](self)): once `drain`
+    /// starts, HTTP/2 connections get a GOAWAY and HTTP/1.1 responses carry
+    /// `Connection: close`, while the listener keeps accepting until the `shutdown` future of
+    /// [`serve`](Self::serve) completes. Without it there is no drain phase.
+    pub fn drain(mut self, drain: Drain) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// Largest request header block accepted over HTTP/2, in bytes (default 16 KiB); larger
@@ -191,7 +239,9 @@ impl Server {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let builder = Arc::new(self.builder());
-        let graceful = GracefulShutdown::new();
+        // Connections are told to close (HTTP/2 GOAWAY, HTTP/1.1 at the end of the current
+        // response, at once when idle) when the listener closes.
+        let closing = Drain::new();
         let mut connections = tokio::task::JoinSet::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -203,23 +253,18 @@ impl Server {
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, "set_nodelay failed: {e}");
                         }
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        let service = TowerToHyperService::new(service.clone());
+                        let connection = Connection {
+                            builder: builder.clone(),
+                            drain: self.drain.clone(),
+                            closing: closing.clone(),
+                            peer,
+                        };
+                        let service = service.clone();
                         let accept = accept.clone();
                         connections.spawn(async move {
-                            let io = match accept(stream).await {
-                                Ok(io) => io,
-                                Err(e) => {
-                                    tracing::debug!(%peer, "connection set-up failed: {e}");
-                                    return;
-                                }
-                            };
-                            let connection = builder
-                                .serve_connection(TokioIo::new(io), service)
-                                .into_owned();
-                            if let Err(e) = watcher.watch(connection).await {
-                                log_connection_error(peer, e.as_ref());
+                            match accept(stream).await {
+                                Ok(io) => connection.serve(io, service).await,
+                                Err(e) => tracing::debug!(%peer, "connection set-up failed: {e}"),
                             }
                         });
                     }
@@ -233,13 +278,197 @@ impl Server {
             }
         }
         drop(listener);
+        closing.start();
+        let all_closed = async { while connections.join_next().await.is_some() {} };
         tokio::select! {
-            () = graceful.shutdown() => tracing::debug!("all connections closed"),
+            () = all_closed => tracing::debug!("all connections closed"),
             () = tokio::time::sleep(self.grace_period) => {
                 tracing::warn!(grace = ?self.grace_period, "grace period over; cutting the remaining connections");
                 connections.abort_all();
             }
         }
+    }
+}
+
+/// A signal that starts the drain phase of a stop (see the [module docs](self)), shared by
+/// every listener that should drain together. Clones share their state.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    started: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain::new()
+    }
+}
+
+impl Drain {
+    /// A drain that has not started.
+    pub fn new() -> Self {
+        Drain {
+            started: Arc::new(watch::Sender::new(false)),
+        }
+    }
+
+    /// Starts the drain on every server that follows it. Idempotent.
+    pub fn start(&self) {
+        self.started.send_replace(true);
+    }
+
+    /// Whether [`start`](Self::start) was called.
+    pub fn is_started(&self) -> bool {
+        *self.started.borrow()
+    }
+
+    /// Completes once the drain has started (at once if it has).
+    pub fn started(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut started = self.started.subscribe();
+        async move {
+            // The sender lives in `self`'s clones and in this receiver's channel: it cannot
+            // be dropped while this waits, so an error only means "never".
+            if started.wait_for(|started| *started).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// One accepted connection and the signals it follows.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    drain: Drain,
+    closing: Drain,
+    peer: SocketAddr,
+}
+
+/// What a connection's requests tell the connection task.
+#[derive(Default)]
+struct ConnectionState {
+    /// A request arrived over HTTP/2.
+    http2: AtomicBool,
+    /// Send a GOAWAY now: an HTTP/2 request arrived during the drain.
+    goaway: Notify,
+}
+
+impl Connection {
+    async fn serve<S, B, IO>(self, io: IO, service: S)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let state = Arc::new(ConnectionState::default());
+        let service = DrainAware {
+            inner: service,
+            drain: self.drain.clone(),
+            state: state.clone(),
+        };
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+            .into_owned();
+        let mut connection = std::pin::pin!(connection);
+        let mut drain_started = std::pin::pin!(self.drain.started());
+        let mut closing = std::pin::pin!(self.closing.started());
+        let (mut drain_seen, mut goaway_sent, mut closed) = (false, false, false);
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        log_connection_error(self.peer, e.as_ref());
+                    }
+                    return;
+                }
+                // An HTTP/2 connection is sent its GOAWAY when the drain starts; one whose
+                // first request comes later, then. HTTP/1.1 connections stay open: their
+                // responses carry `Connection: close` (DrainAware).
+                () = &mut drain_started, if !drain_seen => {
+                    drain_seen = true;
+                    if state.http2.load(Ordering::Relaxed) && !goaway_sent {
+                        goaway_sent = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+                () = state.goaway.notified(), if !goaway_sent => {
+                    goaway_sent = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                () = &mut closing, if !closed => {
+                    closed = true;
+                    if !goaway_sent {
+                        goaway_sent = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Marks HTTP/1.1 responses `Connection: close` during the drain, and tells the connection
+/// task about HTTP/2 requests.
+#[derive(Clone)]
+struct DrainAware<S> {
+    inner: S,
+    drain: Drain,
+    state: Arc<ConnectionState>,
+}
+
+impl<S, B> Service<Request<Incoming>> for DrainAware<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = DrainAwareFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let http1 = request.version() < Version::HTTP_2;
+        if !http1 && !self.state.http2.swap(true, Ordering::Relaxed) && self.drain.is_started() {
+            self.state.goaway.notify_one();
+        }
+        DrainAwareFuture {
+            inner: self.inner.call(request),
+            drain: http1.then(|| self.drain.clone()),
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`DrainAware`].
+    struct DrainAwareFuture<F> {
+        #[pin]
+        inner: F,
+        // For HTTP/1.x requests.
+        drain: Option<Drain>,
+    }
+}
+
+impl<F, B, E> Future for DrainAwareFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(drain)) = (&mut response, this.drain.as_ref())
+            && drain.is_started()
+        {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(response)
     }
 }
 

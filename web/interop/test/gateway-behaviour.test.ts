@@ -7,6 +7,8 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -480,4 +482,111 @@ describe("weir serve: SIGTERM", { skip }, () => {
       await upstream.stop();
     }
   });
+
+  test("drain: /healthz 503 at once, every listener still accepting, HTTP/2 GOAWAY, HTTP/1.1 Connection: close; then listeners close and calls in flight finish", CASE_TIMEOUT, async () => {
+    const DRAIN_MS = 2_000;
+    const upstream = await startUpstream("grpcjs");
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    let session: http2.ClientHttp2Session | undefined;
+    try {
+      const gateway = await startGateway({
+        config: gatewayConfig({ upstream: upstream.url, admin: true, extra: '[timeouts]\nshutdown_grace = "5s"\ndrain_delay = "2s"' }),
+      });
+      try {
+        const admin = gateway.adminUrl ?? assert.fail("admin URL");
+        const { h1, h2, sessions } = clients(gateway.url);
+        try {
+          // HTTP/1.1 keep-alive: one request before the stop.
+          const before = await h1Get(agent, gateway.url);
+          assert.notEqual(before.connection, "close", "no Connection: close before the stop");
+          // HTTP/2: a connection that carried a request, and a stream in flight on another.
+          session = http2.connect(gateway.url);
+          const goaway = new Promise<number>((resolve) => session?.once("goaway", () => resolve(Date.now())));
+          session.on("error", () => {});
+          await h2Get(session);
+          const stream = drain(h2.streamingOutputCall({ responseParameters: [1, 2, 3].map(() => ({ size: 1, intervalUs: 1_000_000 })) }));
+
+          const t0 = Date.now();
+          gateway.kill("SIGTERM");
+          // The health check sees 503 while the admin listener still accepts.
+          let healthz = 0;
+          while (Date.now() - t0 < 1_000 && (healthz = (await getText(`${admin}/healthz`)).status) === 200) {
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          assert.equal(healthz, 503, "/healthz during the drain");
+          // HTTP/2: GOAWAY; the old connection's streams go on, new connections are served.
+          const goawayAt = await Promise.race([goaway, new Promise<number>((r) => setTimeout(() => r(-1), 1_000))]);
+          assert.notEqual(goawayAt, -1, "GOAWAY on the HTTP/2 connection within a second of SIGTERM");
+          await h1.emptyCall({});
+          await h2.emptyCall({});
+          // HTTP/1.1: the idle keep-alive connection was not cut; its next response closes it.
+          const during = await h1Get(agent, gateway.url);
+          assert.equal(during.reused, true, "the keep-alive connection was still open");
+          assert.equal(during.connection, "close", "Connection: close during the drain");
+          assert.ok(Date.now() - t0 < DRAIN_MS, "checked within the drain delay");
+
+          // Then the listeners close: main and admin.
+          let refusedAt = 0;
+          while (Date.now() - t0 < DRAIN_MS + 3_000) {
+            if (await refused(gateway.url) && await refused(admin)) {
+              refusedAt = Date.now();
+              break;
+            }
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          assert.ok(refusedAt > 0, "listeners closed after the drain");
+          assert.ok(refusedAt - t0 >= DRAIN_MS - 100, `listeners closed ${refusedAt - t0} ms after SIGTERM, drain delay ${DRAIN_MS} ms`);
+          // The stream that was in flight all along completes normally within the grace period.
+          assert.equal((await stream).length, 3, "every message of the stream in flight");
+        } finally {
+          sessions.abort();
+        }
+        const deadline = Date.now() + 5_000;
+        while (gateway.running() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(gateway.running(), false, "the gateway exited");
+      } finally {
+        await gateway.stop();
+      }
+    } finally {
+      session?.destroy();
+      agent.destroy();
+      await upstream.stop();
+    }
+  });
 });
+
+/** GET / over HTTP/1.1 with `agent`: the response's Connection header and whether the socket was reused. */
+function h1Get(agent: http.Agent, base: string): Promise<{ connection: string | undefined; reused: boolean }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${base}/`, { agent, timeout: 5_000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve({ connection: res.headers.connection, reused: req.reusedSocket }));
+    });
+    req.on("error", reject);
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+  });
+}
+
+/** GET / on an HTTP/2 session, to its end. */
+function h2Get(session: http2.ClientHttp2Session): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = session.request({ ":method": "GET", ":path": "/" });
+    req.setTimeout(5_000, () => req.close());
+    req.on("error", reject);
+    req.on("end", () => resolve());
+    req.resume();
+  });
+}
+
+/** Whether a TCP connection to `url`'s port is refused. */
+function refused(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: hostname, port: Number(port) });
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
+}

@@ -96,6 +96,12 @@ export interface GatewayOptions {
   config?: string;
   extraArgs?: readonly string[];
   name?: string;
+  /**
+   * `--drain-delay` (e.g. "2s"). Default "0s", so that stopping a gateway in a test does not
+   * wait for a load balancer that is not there; left out when the config file sets
+   * `drain_delay` itself.
+   */
+  drainDelay?: string;
 }
 
 export const ADMIN_LINE = /admin on (http:\/\/[^\s]+)/;
@@ -120,6 +126,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     if (opts.upstream !== undefined) args.push("--upstream", opts.upstream);
     for (const o of opts.allowOrigins ?? []) args.push("--allow-origin", o);
     if (opts.admin === true) args.push("--admin-listen", "127.0.0.1:0");
+  }
+  if (opts.drainDelay !== undefined || !/^\s*drain_delay\s*=/m.test(opts.config ?? "")) {
+    args.push("--drain-delay", opts.drainDelay ?? "0s");
   }
   args.push(...(opts.extraArgs ?? []));
   let server: RunningServer;
