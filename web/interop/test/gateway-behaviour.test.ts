@@ -555,6 +555,27 @@ describe("weir serve: SIGTERM", { skip }, () => {
   });
 });
 
+describe("weir serve: POST /shutdown on the admin listener", { skip }, () => {
+  test("starts the same stop as SIGTERM; never from a web page", CASE_TIMEOUT, async () => {
+    const gateway = await startGateway({ upstream: "http://127.0.0.1:1", admin: true });
+    try {
+      const admin = gateway.adminUrl ?? assert.fail("admin URL");
+      const fromPage = await fetch(`${admin}/shutdown`, { method: "POST", headers: { origin: "https://page.example" } });
+      assert.equal(fromPage.status, 403, "a request with an Origin header is refused");
+      assert.equal((await getText(`${admin}/healthz`)).status, 200, "still healthy");
+      assert.equal((await fetch(`${admin}/shutdown`)).status, 405, "GET");
+      const asked = await fetch(`${admin}/shutdown`, { method: "POST" });
+      assert.equal(asked.status, 202);
+      const deadline = Date.now() + 5_000;
+      while (gateway.running() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.equal(gateway.running(), false, "the gateway exited");
+      assert.match(gateway.output(), /POST \/shutdown/, "the log says why it stopped");
+    } finally {
+      await gateway.stop();
+    }
+  });
+});
+
 /** GET / over HTTP/1.1 with `agent`: the response's Connection header and whether the socket was reused. */
 function h1Get(agent: http.Agent, base: string): Promise<{ connection: string | undefined; reused: boolean }> {
   return new Promise((resolve, reject) => {
