@@ -9,8 +9,8 @@
 //! - [`edge`]: the call edge that layer, the WebTransport endpoint and native gRPC on the
 //!   same port all go through — limits, metadata and frame checks, one deadline per call,
 //!   the mapping of what a service answers to a status; its docs draw the path of a call;
-//! - [`server`]: a small HTTP/1.1 + HTTP/2 server loop with a graceful stop (drain, then close), to run such a
-//!   service on a TCP listener, in cleartext or over TLS ([`tls`]).
+//! - [`server`]: a small HTTP/1.1 + HTTP/2 server loop with a graceful stop (drain, then
+//!   close), to run such a service on a TCP listener, in cleartext or over TLS ([`tls`]).
 //!
 //! - [`proxy::Proxy`]: forwards native gRPC calls, schema-agnostic, to upstream clusters
 //!   (HTTP/2 pools, balancing, deadlines, failures mapped to statuses).
