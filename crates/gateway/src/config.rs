@@ -414,6 +414,55 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The keys of `new` that differ from `self` and take effect only at a restart: what is
+    /// bound or negotiated when a listener starts or a connection opens. A reload applies
+    /// everything else (routes, clusters, CORS, message and header limits of calls,
+    /// `max_call`, `drain_delay`, heartbeat bounds) to new calls.
+    pub(crate) fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |key, differs: bool| {
+            if differs {
+                changed.push(key);
+            }
+        };
+        check("listener", self.listeners != new.listeners);
+        check("admin", self.admin != new.admin);
+        // The WebTransport listener also keeps the CORS origins and limits it started with.
+        check("webtransport", self.webtransport != new.webtransport);
+        if self.webtransport.is_some() {
+            check("cors (on the WebTransport listener)", self.cors != new.cors);
+            check(
+                "limits (on the WebTransport listener)",
+                self.limits != new.limits,
+            );
+        }
+        check(
+            "limits.max_concurrent_streams",
+            self.limits.max_concurrent_streams != new.limits.max_concurrent_streams,
+        );
+        check(
+            "limits.max_header_list_size (as HTTP/2 announces it; calls get the new limit)",
+            self.limits.max_header_list_size != new.limits.max_header_list_size,
+        );
+        check(
+            "keepalive.client_ping_interval, keepalive.client_ping_timeout",
+            self.keepalive.client_ping_interval != new.keepalive.client_ping_interval
+                || self.keepalive.client_ping_timeout != new.keepalive.client_ping_timeout,
+        );
+        check(
+            "timeouts.header_read",
+            self.timeouts.header_read != new.timeouts.header_read,
+        );
+        check(
+            "timeouts.shutdown_grace",
+            self.timeouts.shutdown_grace != new.timeouts.shutdown_grace,
+        );
+        check("log", self.log != new.log);
+        changed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,5 +551,28 @@ mod tests {
         assert_eq!(Upstream::parse("http://[::1]:1").unwrap().host, "::1");
         assert!(Upstream::parse("127.0.0.1:50051").is_err());
         assert!(Upstream::parse("http://h:1/path").is_err());
+    }
+
+    #[test]
+    fn a_reload_names_what_needs_a_restart() {
+        let old = parse(MINIMAL).unwrap();
+        assert!(
+            old.restart_only_changes(&parse(MINIMAL).unwrap())
+                .is_empty()
+        );
+        // Routes, clusters, CORS and limits of calls apply at once.
+        let applied = parse(&format!(
+            "{MINIMAL}\n[cors]\nallow_origins = [\"https://a.example\"]\n[limits]\nmax_request_message_size = 10\n[timeouts]\nmax_call = \"5s\"\ndrain_delay = \"1s\"\n"
+        ))
+        .unwrap();
+        assert!(old.restart_only_changes(&applied).is_empty());
+        let restart = parse(&format!(
+            "{MINIMAL}\n[admin]\naddress = \"127.0.0.1:9\"\n[timeouts]\nshutdown_grace = \"1s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            old.restart_only_changes(&restart),
+            ["admin", "timeouts.shutdown_grace"]
+        );
     }
 }

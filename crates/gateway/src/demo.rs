@@ -50,6 +50,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
 
     let result = crate::gateway::run(
         config,
+        None,
         Some(DEMO_PAGE),
         "weir demo",
         crate::Signals::install(),

@@ -4,25 +4,29 @@
 //! layer (CORS, limits, heartbeats) → metrics → upstream proxy.
 
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use tower::util::Oneshot;
 use tower_layer::Layer as _;
+use tower_service::Service;
 use weir::Cors;
 use weir::admin::Admin;
 use weir::edge::EdgeConfig;
-use weir::grpc_web::GrpcWebLayer;
-use weir::metrics::Metrics;
+use weir::grpc_web::{GrpcWebLayer, GrpcWebService};
+use weir::metrics::{Metrics, MetricsService};
 use weir::page::Page;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::{Drain, Server};
 use weir::webtransport::discovery::{Discovery, DiscoveryService};
 use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
 
-use crate::Signals;
 use crate::config::{Config, Upstream};
+use crate::{Hangups, Signals};
 
 /// Extra time after the grace period for the final UNAVAILABLE trailers to reach clients.
 const FLUSH_TIME: Duration = Duration::from_secs(2);
@@ -36,53 +40,38 @@ const FLUSH_TIME: Duration = Duration::from_secs(2);
 /// stdout (`weir serve: listening on http://...`).
 pub(crate) async fn run(
     config: Config,
+    load: Option<Loader>,
     page: Option<&'static str>,
     label: &str,
     mut signals: Signals,
 ) -> Result<(), String> {
+    let mut hangups = Hangups::install();
     let metrics = Metrics::new();
     // Ends the calls still open at the end of the grace period.
     let drain = CancellationToken::new();
     // Starts the drain phase on every listener.
     let draining = Drain::new();
+    let calls = Calls::build(&config, &metrics, &drain)?;
+    let (cors, edge) = (calls.cors.clone(), calls.edge.clone());
+    // Swapped by a reload: new calls take the new routes, clusters, CORS and limits, calls in
+    // flight finish on the ones they started with.
+    let web = Reloadable::new(calls.grpc_web.layer(calls.grpc.clone()));
+    let grpc = Reloadable::new(calls.grpc);
+    let reloader = Arc::new(Reloader {
+        load,
+        started: config,
+        drain_delay: Mutex::new(None),
+        metrics: metrics.clone(),
+        drain: drain.clone(),
+        web: web.clone(),
+        grpc: grpc.clone(),
+    });
+    let config = &reloader.started;
     // /healthz turns 503 when the shutdown starts.
-    let admin = Admin::new(metrics.clone());
-
-    let mut proxy = Proxy::builder()
-        .max_timeout(config.timeouts.max_call)
-        .metrics(metrics.clone())
-        .drain(drain.clone());
-    for (name, cluster) in &config.clusters {
-        proxy = proxy.cluster(cluster_config(name, cluster)?);
-    }
-    for (service, cluster) in &config.routes {
-        proxy = proxy.route(service, cluster);
-    }
-    let proxy = proxy.build().map_err(|e| e.to_string())?;
-
-    let mut cors = Cors::default().allow_credentials(config.cors.allow_credentials);
-    if let Some(max_age) = config.cors.max_age {
-        cors = cors.max_age(max_age);
-    }
-    for origin in &config.cors.allow_origins {
-        cors = cors
-            .allow_origin(origin)
-            .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
-    }
-    // One call edge for every door: gRPC-Web, native gRPC and WebTransport.
-    let edge = EdgeConfig::default()
-        .max_request_message_size(config.limits.max_request_message_size)
-        .max_response_message_size(config.limits.max_response_message_size)
-        .max_header_list_size(config.limits.max_header_list_size as usize)
-        .max_call(config.timeouts.max_call);
-    let grpc_web = GrpcWebLayer::new()
-        .cors(cors.clone())
-        .edge(edge.clone())
-        .heartbeat_bounds(
-            config.keepalive.heartbeat_min_interval,
-            config.keepalive.heartbeat_max_interval,
-        );
-    let grpc = metrics.layer().layer(proxy);
+    let admin = Admin::new(metrics.clone()).on_reload({
+        let reloader = reloader.clone();
+        move || reloader.reload("POST /reload")
+    });
 
     // HTTP listeners are bound first: WebTransport lets their pages in. WebTransport is set up
     // before they serve: they publish its certificate hashes.
@@ -139,7 +128,7 @@ pub(crate) async fn run(
     let discovery = webtransport
         .as_ref()
         .map(|(_, discovery)| discovery.clone());
-    let service = DiscoveryService::new(discovery, Page::new(page, grpc_web.layer(grpc.clone())));
+    let service = DiscoveryService::new(discovery, Page::new(page, web.clone()));
 
     let ping = (!config.keepalive.client_ping_interval.is_zero())
         .then_some(config.keepalive.client_ping_interval);
@@ -190,13 +179,19 @@ pub(crate) async fn run(
         tasks.spawn(async move { server.serve(tcp, admin, stop).await });
     }
 
-    let why = tokio::select! {
-        what = signals.recv() => what,
-        () = admin.shutdown_requested() => "POST /shutdown",
+    let why = loop {
+        tokio::select! {
+            what = signals.recv() => break what,
+            () = admin.shutdown_requested() => break "POST /shutdown",
+            () = hangups.recv() => {
+                // Logged by reload().
+                let _ = reloader.reload("SIGHUP");
+            }
+        }
     };
     admin.drain();
     draining.start();
-    let delay = config.timeouts.drain_delay;
+    let delay = reloader.drain_delay();
     if !delay.is_zero() {
         tracing::info!(
             ?delay,
@@ -222,6 +217,173 @@ pub(crate) async fn run(
     while tasks.join_next().await.is_some() {}
     drain.cancel();
     Ok(())
+}
+
+/// Reads the configuration again (the file with the command line's overrides), validated.
+pub(crate) type Loader = Box<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
+/// Applies a new configuration to new calls (SIGHUP, `POST /reload`).
+struct Reloader {
+    load: Option<Loader>,
+    /// The configuration the gateway started with: listeners and connection settings stay.
+    started: Config,
+    /// The reloaded `timeouts.drain_delay`, once a reload changed it.
+    drain_delay: Mutex<Option<Duration>>,
+    metrics: Metrics,
+    drain: CancellationToken,
+    web: Reloadable<GrpcWebService<MetricsService<Proxy>>>,
+    grpc: Reloadable<MetricsService<Proxy>>,
+}
+
+impl Reloader {
+    /// Reloads, or refuses an invalid configuration and keeps the running one; logs either.
+    fn reload(&self, why: &str) -> Result<String, String> {
+        let result = self.try_reload();
+        match &result {
+            Ok(message) => tracing::info!("{why}: {message}"),
+            Err(error) => tracing::warn!("{why}: {error}"),
+        }
+        result
+    }
+
+    fn try_reload(&self) -> Result<String, String> {
+        let load = self.load.as_ref().ok_or(
+            "reload refused: the gateway was started without --config; there is no file to reload",
+        )?;
+        let refuse = |e: String| format!("reload refused, the running configuration stays: {e}");
+        let config = load().map_err(refuse)?;
+        let calls = Calls::build(&config, &self.metrics, &self.drain).map_err(refuse)?;
+        self.web.replace(calls.grpc_web.layer(calls.grpc.clone()));
+        self.grpc.replace(calls.grpc);
+        *self
+            .drain_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(config.timeouts.drain_delay);
+        let restart = self.started.restart_only_changes(&config);
+        Ok(if restart.is_empty() {
+            "configuration reloaded; new calls use it".to_owned()
+        } else {
+            format!(
+                "configuration reloaded; new calls use it, except for what takes effect at a restart: {}",
+                restart.join("; ")
+            )
+        })
+    }
+
+    fn drain_delay(&self) -> Duration {
+        self.drain_delay
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or(self.started.timeouts.drain_delay)
+    }
+}
+
+/// The part of a gateway that a reload replaces: everything a call passes through after
+/// the listener.
+struct Calls {
+    grpc_web: GrpcWebLayer,
+    /// Native gRPC: the proxy, counted.
+    grpc: MetricsService<Proxy>,
+    cors: Cors,
+    edge: EdgeConfig,
+}
+
+impl Calls {
+    fn build(
+        config: &Config,
+        metrics: &Metrics,
+        drain: &CancellationToken,
+    ) -> Result<Self, String> {
+        let mut proxy = Proxy::builder()
+            .max_timeout(config.timeouts.max_call)
+            .metrics(metrics.clone())
+            .drain(drain.clone());
+        for (name, cluster) in &config.clusters {
+            proxy = proxy.cluster(cluster_config(name, cluster)?);
+        }
+        for (service, cluster) in &config.routes {
+            proxy = proxy.route(service, cluster);
+        }
+        let proxy = proxy.build().map_err(|e| e.to_string())?;
+
+        let mut cors = Cors::default().allow_credentials(config.cors.allow_credentials);
+        if let Some(max_age) = config.cors.max_age {
+            cors = cors.max_age(max_age);
+        }
+        for origin in &config.cors.allow_origins {
+            cors = cors
+                .allow_origin(origin)
+                .map_err(|e| format!("cors.allow_origins: {origin:?}: {e}"))?;
+        }
+        // One call edge for every door: gRPC-Web, native gRPC and WebTransport.
+        let edge = EdgeConfig::default()
+            .max_request_message_size(config.limits.max_request_message_size)
+            .max_response_message_size(config.limits.max_response_message_size)
+            .max_header_list_size(config.limits.max_header_list_size as usize)
+            .max_call(config.timeouts.max_call);
+        let grpc_web = GrpcWebLayer::new()
+            .cors(cors.clone())
+            .edge(edge.clone())
+            .heartbeat_bounds(
+                config.keepalive.heartbeat_min_interval,
+                config.keepalive.heartbeat_max_interval,
+            );
+        Ok(Calls {
+            grpc_web,
+            grpc: metrics.layer().layer(proxy),
+            cors,
+            edge,
+        })
+    }
+}
+
+/// A service that a reload replaces; each call runs on the service that was current when it
+/// started.
+struct Reloadable<S> {
+    current: Arc<RwLock<S>>,
+}
+
+impl<S> Clone for Reloadable<S> {
+    fn clone(&self) -> Self {
+        Reloadable {
+            current: self.current.clone(),
+        }
+    }
+}
+
+impl<S> Reloadable<S> {
+    fn new(service: S) -> Self {
+        Reloadable {
+            current: Arc::new(RwLock::new(service)),
+        }
+    }
+
+    fn replace(&self, service: S) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = service;
+    }
+}
+
+impl<S, R> Service<R> for Reloadable<S>
+where
+    S: Service<R> + Clone,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Oneshot<S, R>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        // Readiness is the current service's, checked by the call itself (Oneshot).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let service = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        service.oneshot(request)
+    }
 }
 
 fn server_port(server: &WebTransportServer) -> u16 {

@@ -43,7 +43,8 @@ enum Command {
     ///
     /// Stop it with Ctrl-C or SIGTERM: /healthz turns 503 while it keeps accepting for the
     /// drain delay (a second signal cuts that short), then it stops accepting, lets calls
-    /// finish within the grace period and ends the rest with UNAVAILABLE.
+    /// finish within the grace period and ends the rest with UNAVAILABLE. SIGHUP reloads the
+    /// config file: new calls take the new routes, clusters, CORS origins and limits.
     #[command(verbatim_doc_comment)]
     Serve(ServeArgs),
     /// Serve the gRPC interop TestService in-process, with a page that explains what it is.
@@ -55,7 +56,7 @@ enum Command {
     Call(weir_call::CallArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct ServeArgs {
     /// Configuration file (TOML). Conflicts with the quick flags.
     #[arg(long, short, value_name = "FILE", conflicts_with_all = ["listen", "upstreams", "admin_listen", "max_timeout"])]
@@ -165,15 +166,20 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => match serve_config(args) {
+        Command::Serve(args) => match serve_config(args.clone()) {
             Ok(config) => {
+                // SIGHUP and POST /reload read the file again, with the same overrides.
+                let load: Option<gateway::Loader> = args
+                    .config
+                    .is_some()
+                    .then(|| Box::new(move || serve_config(args.clone())) as gateway::Loader);
                 init_logging(
                     cli.log_format.unwrap_or(config.log.format),
                     &config.log.level,
                 );
                 // The signal handlers are installed inside the runtime, before anything listens.
                 runtime.block_on(async {
-                    gateway::run(config, None, "weir serve", Signals::install()).await
+                    gateway::run(config, load, None, "weir serve", Signals::install()).await
                 })
             }
             Err(e) => Err(e),
@@ -250,6 +256,42 @@ impl Signals {
             }
             "Ctrl-C"
         }
+    }
+}
+
+/// SIGHUP, each time it arrives: reload the configuration.
+pub(crate) struct Hangups {
+    #[cfg(unix)]
+    handler: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    pub(crate) fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::hangup()) {
+                Ok(handler) => Hangups {
+                    handler: Some(handler),
+                },
+                Err(e) => {
+                    tracing::warn!("cannot listen for SIGHUP: {e}");
+                    Hangups { handler: None }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
+    pub(crate) async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(handler) = &mut self.handler
+            && handler.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending::<()>().await;
     }
 }
 

@@ -7,8 +7,11 @@
 //! - `GET /healthz`: `200 ok` while serving, `503 shutting down` once [`Admin::drain`] was
 //!   called, so that load balancers stop sending new clients during a graceful shutdown;
 //! - `POST /shutdown`: `202`, and [`Admin::shutdown_requested`] completes: the server starts
-//!   the same stop as on SIGTERM. Requests that carry an `Origin` header are refused with
-//!   `403`, so a web page cannot make a browser stop a gateway whose admin port it can reach;
+//!   the same stop as on SIGTERM;
+//! - `POST /reload`: runs the hook given to [`Admin::on_reload`]: `200` with its message, or
+//!   `400` with its error (`404` without a hook);
+//! - `POST` requests that carry an `Origin` header are refused with `403`, so a web page
+//!   cannot make a browser stop or reload a server whose admin port it can reach;
 //! - other methods on those paths: `405`; any other path: `404`.
 //!
 //! ```no_run
@@ -49,11 +52,23 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// Serves `/metrics` and `/healthz` (see the [module docs](self)).
 ///
 /// Clones share their state: [`drain`](Self::drain) on one is seen by all.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Admin {
     metrics: Metrics,
     draining: Arc<AtomicBool>,
     shutdown: Arc<watch::Sender<bool>>,
+    reload: Option<Arc<ReloadHook>>,
+}
+
+type ReloadHook = dyn Fn() -> Result<String, String> + Send + Sync;
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("draining", &self.is_draining())
+            .field("reload", &self.reload.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Admin {
@@ -63,7 +78,19 @@ impl Admin {
             metrics,
             draining: Arc::new(AtomicBool::new(false)),
             shutdown: Arc::new(watch::Sender::new(false)),
+            reload: None,
         }
+    }
+
+    /// What `POST /reload` runs: it answers `200` with the hook's message or `400` with its
+    /// error. The hook runs on the admin listener's task: keep it short (re-reading a file
+    /// is).
+    pub fn on_reload(
+        mut self,
+        reload: impl Fn() -> Result<String, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.reload = Some(Arc::new(reload));
+        self
     }
 
     /// Completes once a client asked for a shutdown with `POST /shutdown` (at once if one
@@ -92,11 +119,22 @@ impl Admin {
     fn answer<B>(&self, request: &Request<B>) -> Response<BoxBody> {
         let (method, path) = (request.method(), request.uri().path());
         let (status, content_type, body) = match (method, path) {
-            (&Method::POST, "/shutdown") if request.headers().contains_key(header::ORIGIN) => (
+            (&Method::POST, _) if request.headers().contains_key(header::ORIGIN) => (
                 StatusCode::FORBIDDEN,
                 TEXT,
                 "not from a web page\n".to_owned(),
             ),
+            (&Method::POST, "/reload") => match &self.reload {
+                None => (
+                    StatusCode::NOT_FOUND,
+                    TEXT,
+                    "this server cannot reload\n".to_owned(),
+                ),
+                Some(reload) => match reload() {
+                    Ok(message) => (StatusCode::OK, TEXT, format!("{message}\n")),
+                    Err(error) => (StatusCode::BAD_REQUEST, TEXT, format!("{error}\n")),
+                },
+            },
             (&Method::POST, "/shutdown") => {
                 tracing::info!("shutdown requested on the admin listener");
                 self.shutdown.send_replace(true);
@@ -116,7 +154,7 @@ impl Admin {
             (_, "/metrics" | "/healthz") => {
                 (StatusCode::METHOD_NOT_ALLOWED, TEXT, "use GET\n".to_owned())
             }
-            (_, "/shutdown") => (
+            (_, "/shutdown" | "/reload") => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 TEXT,
                 "use POST\n".to_owned(),
@@ -124,7 +162,7 @@ impl Admin {
             _ => (
                 StatusCode::NOT_FOUND,
                 TEXT,
-                "not found; try /metrics, /healthz or POST /shutdown\n".to_owned(),
+                "not found; try /metrics, /healthz, POST /shutdown or POST /reload\n".to_owned(),
             ),
         };
         let mut response = Response::new(BoxBody::full(body));
@@ -226,5 +264,40 @@ mod tests {
         admin.clone().shutdown_requested().await;
         // Asking is not draining: the server decides when /healthz turns.
         assert_eq!(get(&admin, Method::GET, "/healthz").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn reload_runs_the_hook() {
+        let admin = Admin::new(Metrics::new());
+        assert_eq!(
+            get(&admin, Method::POST, "/reload").await.0,
+            StatusCode::NOT_FOUND
+        );
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let admin = admin.on_reload({
+            let calls = calls.clone();
+            move || match calls.fetch_add(1, Ordering::Relaxed) {
+                0 => Ok("reloaded".to_owned()),
+                _ => Err("routes: bad".to_owned()),
+            }
+        });
+        assert_eq!(
+            get(&admin, Method::GET, "/reload").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let from_page = Request::builder()
+            .method(Method::POST)
+            .uri("/reload")
+            .header(header::ORIGIN, "https://evil.example");
+        assert_eq!(send(&admin, from_page).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(calls.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            get(&admin, Method::POST, "/reload").await,
+            (StatusCode::OK, "reloaded\n".to_owned())
+        );
+        assert_eq!(
+            get(&admin, Method::POST, "/reload").await,
+            (StatusCode::BAD_REQUEST, "routes: bad\n".to_owned())
+        );
     }
 }

@@ -576,6 +576,89 @@ describe("weir serve: POST /shutdown on the admin listener", { skip }, () => {
   });
 });
 
+describe("weir serve: reload (SIGHUP and POST /reload)", { skip }, () => {
+  test("new calls take the new routes and clusters, calls in flight finish on the old; an invalid file is refused and the running configuration stays; no call fails under load", { timeout: 60_000 }, async () => {
+    const a = await startUpstream("grpcjs");
+    const b = await startUpstream("grpcjs");
+    const config = (upstream: string, extra = "") => gatewayConfig({ upstream, admin: true, extra });
+    try {
+      const gateway = await startGateway({ config: config(a.url) });
+      try {
+        const path = gateway.configPath ?? assert.fail("config path");
+        const admin = gateway.adminUrl ?? assert.fail("admin URL");
+        const { h1, h2, sessions } = clients(gateway.url);
+        // Which upstream served a call, by its test id.
+        const servedBy = async (id: string): Promise<string> => {
+          await h1.emptyCall({}, { headers: idHeaders(id) });
+          const seen = [a, b].filter((u) => upstreamEvents(u).some(metadataOf(id)));
+          assert.equal(seen.length, 1, `exactly one upstream saw ${id}`);
+          return seen[0] === a ? "a" : "b";
+        };
+        const reloaded = async (n: number) => {
+          const deadline = Date.now() + 5_000;
+          while ((gateway.output().match(/SIGHUP: (configuration reloaded|reload refused)/g) ?? []).length < n) {
+            assert.ok(Date.now() < deadline, `reload ${n} logged; output:\n${gateway.output()}`);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        };
+        // Load all along: no call may fail.
+        const stop = { done: false };
+        const failures: string[] = [];
+        let calls = 0;
+        const load = (async () => {
+          while (!stop.done) {
+            try {
+              await h2.unaryCall({ responseSize: 4 });
+              calls++;
+            } catch (e) {
+              failures.push(ConnectError.from(e).message);
+            }
+          }
+        })();
+        try {
+          assert.equal(await servedBy(newId("reload")), "a");
+          const stream = drain(h2.streamingOutputCall({ responseParameters: [1, 2, 3].map(() => ({ size: 1, intervalUs: 300_000 })) }));
+
+          writeFileSync(path, config(b.url));
+          gateway.kill("SIGHUP");
+          await reloaded(1);
+          assert.equal(await servedBy(newId("reload")), "b", "new calls go to the new cluster");
+          assert.equal((await stream).length, 3, "the stream in flight finished on the old cluster");
+
+          // Invalid: refused with the start's message; calls still go to b.
+          writeFileSync(path, config(b.url) + '"grpc.testing.TestService" = "nosuchcluster"\n');
+          gateway.kill("SIGHUP");
+          await reloaded(2);
+          assert.match(gateway.output(), /SIGHUP: reload refused, the running configuration stays: .*nosuchcluster/);
+          assert.equal(await servedBy(newId("reload")), "b");
+          const refused = await fetch(`${admin}/reload`, { method: "POST" });
+          assert.equal(refused.status, 400);
+          assert.match(await refused.text(), /nosuchcluster/);
+
+          // A route to no service at all, over the admin endpoint; and a listener change that
+          // only a restart applies.
+          writeFileSync(path, config(a.url, '[limits]\nmax_concurrent_streams = 7').replace('address = "127.0.0.1:0"', 'address = "127.0.0.1:1"'));
+          const ok = await fetch(`${admin}/reload`, { method: "POST" });
+          assert.equal(ok.status, 200);
+          assert.match(await ok.text(), /takes effect at a restart: listener; limits.max_concurrent_streams/);
+          assert.equal(await servedBy(newId("reload")), "a", "reloaded over the admin endpoint");
+        } finally {
+          stop.done = true;
+          await load;
+          sessions.abort();
+        }
+        assert.deepEqual(failures.slice(0, 3), [], `calls that failed under load (${failures.length} of ${calls + failures.length})`);
+        assert.ok(calls > 10, `calls made under load: ${calls}`);
+      } finally {
+        await gateway.stop();
+      }
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
+
 /** GET / over HTTP/1.1 with `agent`: the response's Connection header and whether the socket was reused. */
 function h1Get(agent: http.Agent, base: string): Promise<{ connection: string | undefined; reused: boolean }> {
   return new Promise((resolve, reject) => {

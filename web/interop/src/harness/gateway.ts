@@ -84,6 +84,8 @@ export function gatewayAvailability(): GatewayAvailability {
 export interface Gateway extends RunningServer {
   /** Base URL of the admin listener, when one was asked for. */
   readonly adminUrl: string | undefined;
+  /** The config file it was started with (`config`), which a test may rewrite and reload. */
+  readonly configPath: string | undefined;
 }
 
 export interface GatewayOptions {
@@ -117,9 +119,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { bin } = gatewayAvailability();
   const args = ["serve"];
   let cleanup = () => {};
+  let configPath: string | undefined;
   if (opts.config !== undefined) {
     const file = writeTemp("weir.toml", opts.config);
     cleanup = file.cleanup;
+    configPath = file.path;
     args.push("--config", file.path);
   } else {
     args.push("--listen", "127.0.0.1:0");
@@ -152,6 +156,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   return {
     ...server,
     adminUrl,
+    configPath,
     stop: async () => {
       await server.stop();
       cleanup();
