@@ -217,6 +217,7 @@ fn web_dir() -> PathBuf {
 }
 
 /// Who is measured.
+#[derive(Clone)]
 struct Contender {
     name: &'static str,
     url: String,
@@ -328,6 +329,12 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         "weir-gateway",
     )
     .await?;
+    let native_events_for_log = native_events.clone();
+    let (logging, _) = start(
+        self_command("weir-gateway-access-log", Some(native_port))?,
+        "weir-gateway-access-log",
+    )
+    .await?;
     let (layer, layer_events) = start(self_command("weir-layer", None)?, "weir-layer").await?;
     let (tonic_web, tonic_web_events) =
         start(self_command("tonic-web", None)?, "tonic-web").await?;
@@ -403,7 +410,25 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         pid: None,
         cpu_pid: native.pid,
     });
-    procs.extend([native, gateway, layer, tonic_web]);
+    // The access log's cost shows in the unary table only, where per-call costs do.
+    let mut unary_contenders = contenders.clone();
+    let at = unary_contenders
+        .iter()
+        .position(|c| c.name.starts_with("weir gateway"))
+        .map_or(unary_contenders.len(), |i| i + 1);
+    unary_contenders.insert(
+        at,
+        Contender {
+            name: "weir gateway + access log → tonic",
+            url: logging.url.clone(),
+            native: false,
+            events: native_events_for_log,
+            webtransport: logging.webtransport.clone(),
+            pid: Some(logging.pid),
+            cpu_pid: logging.pid,
+        },
+    );
+    procs.extend([native, gateway, logging, layer, tonic_web]);
 
     // Each section is printed (and written) as soon as it is done.
     let emit = |report: &mut String, section: &str| -> Result<(), String> {
@@ -419,7 +444,7 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
     emit(&mut report, &header)?;
     let result = async {
         if wants("unary") {
-            let section = unary(&plan, &contenders).await?;
+            let section = unary(&plan, &unary_contenders).await?;
             emit(&mut report, &section)?;
         }
         if wants("stream") {

@@ -33,6 +33,9 @@ pub enum Kind {
     TonicNative,
     /// weir's gateway (layer → metrics → proxy) in front of an upstream.
     WeirGateway,
+    /// The same with the access log on: one JSON line per call, written to /dev/null (the
+    /// formatting and the write, without a disk).
+    WeirGatewayAccessLog,
 }
 
 /// Streams one connection may carry: enough for the memory figures.
@@ -112,8 +115,20 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
             let service = GrpcWebLayer::new().cors(cors).layer(routes());
             server.serve(listener, service, stop).await;
         }
-        Kind::WeirGateway => {
+        Kind::WeirGateway | Kind::WeirGatewayAccessLog => {
             let port = upstream.ok_or("weir-gateway needs --upstream PORT")?;
+            let access_log = matches!(kind, Kind::WeirGatewayAccessLog);
+            if access_log {
+                let sink = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open("/dev/null")
+                    .map_err(|e| format!("/dev/null: {e}"))?;
+                tracing_subscriber::fmt()
+                    .json()
+                    .with_writer(std::sync::Mutex::new(sink))
+                    .with_max_level(tracing::Level::INFO)
+                    .init();
+            }
             let metrics = Metrics::new();
             let proxy = Proxy::builder()
                 .cluster(ClusterConfig::new("up").address("127.0.0.1", port))
@@ -122,7 +137,7 @@ pub async fn run(kind: Kind, upstream: Option<u16>) -> Result<(), String> {
                 .build()
                 .map_err(|e| e.to_string())?;
             let webtransport = webtransport(&cors)?;
-            let grpc = metrics.layer().layer(proxy);
+            let grpc = metrics.layer().access_log(access_log).layer(proxy);
             tokio::spawn(webtransport.serve(grpc.clone(), std::future::pending()));
             say(&format!("listening on http://{addr}"));
             let service = GrpcWebLayer::new().cors(cors).layer(grpc);

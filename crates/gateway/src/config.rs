@@ -38,6 +38,9 @@ pub(crate) struct Config {
     pub(crate) routes: BTreeMap<String, String>,
     #[serde(default)]
     pub(crate) log: Log,
+    /// Traces of calls over OTLP; none without it.
+    #[serde(default)]
+    pub(crate) tracing: Option<Tracing>,
 }
 
 fn one() -> u32 {
@@ -235,6 +238,8 @@ pub(crate) struct Log {
     pub(crate) format: LogFormat,
     /// A tracing filter such as `info` or `weir=debug,info`.
     pub(crate) level: String,
+    /// One line per call (target `weir::access`).
+    pub(crate) access: bool,
 }
 
 impl Default for Log {
@@ -242,8 +247,32 @@ impl Default for Log {
         Log {
             format: LogFormat::Text,
             level: "info".to_owned(),
+            access: false,
         }
     }
+}
+
+/// A span per call, exported with OpenTelemetry over OTLP/gRPC.
+#[derive(Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Tracing {
+    /// The collector, e.g. `http://otel-collector:4317`.
+    pub(crate) otlp_endpoint: String,
+    /// `service.name` of the spans; default `weir`.
+    #[serde(default = "default_service_name")]
+    pub(crate) service_name: String,
+    /// Share of the calls that start a trace (no sampled `traceparent`) that are recorded,
+    /// 0.0 to 1.0; default 1.0. A client's own sampling decision is always kept.
+    #[serde(default = "one_f64")]
+    pub(crate) sample_ratio: f64,
+}
+
+fn default_service_name() -> String {
+    "weir".to_owned()
+}
+
+fn one_f64() -> f64 {
+    1.0
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -322,6 +351,7 @@ impl Config {
             clusters: BTreeMap::from([(cluster.to_owned(), Cluster::new(addresses))]),
             routes: BTreeMap::from([("*".to_owned(), cluster.to_owned())]),
             log: Log::default(),
+            tracing: None,
         }
     }
 
@@ -405,6 +435,21 @@ impl Config {
                 return Err("webtransport.max_sessions, webtransport.max_calls_per_session: must be at least 1".to_owned());
             }
         }
+        if let Some(tracing) = &self.tracing {
+            let uri: Result<http::Uri, _> = tracing.otlp_endpoint.parse();
+            if !matches!(
+                uri.as_ref().ok().and_then(http::Uri::scheme_str),
+                Some("http" | "https")
+            ) {
+                return Err(format!(
+                    "tracing.otlp_endpoint: {:?} is not a URL like http://otel-collector:4317",
+                    tracing.otlp_endpoint
+                ));
+            }
+            if !(0.0..=1.0).contains(&tracing.sample_ratio) {
+                return Err("tracing.sample_ratio: must be between 0.0 and 1.0".to_owned());
+            }
+        }
         if self.keepalive.heartbeat_min_interval > self.keepalive.heartbeat_max_interval {
             return Err(
                 "keepalive.heartbeat_min_interval: larger than heartbeat_max_interval".to_owned(),
@@ -458,7 +503,11 @@ impl Config {
             "timeouts.shutdown_grace",
             self.timeouts.shutdown_grace != new.timeouts.shutdown_grace,
         );
-        check("log", self.log != new.log);
+        check(
+            "log.format, log.level",
+            self.log.format != new.log.format || self.log.level != new.log.level,
+        );
+        check("tracing", self.tracing != new.tracing);
         changed
     }
 }

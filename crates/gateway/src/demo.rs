@@ -51,6 +51,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
     let result = crate::gateway::run(
         config,
         None,
+        None,
         Some(DEMO_PAGE),
         "weir demo",
         crate::Signals::install(),

@@ -18,7 +18,7 @@ use weir::Cors;
 use weir::admin::Admin;
 use weir::edge::EdgeConfig;
 use weir::grpc_web::{GrpcWebLayer, GrpcWebService};
-use weir::metrics::{Metrics, MetricsService};
+use weir::metrics::{Metrics, MetricsService, TraceHook};
 use weir::page::Page;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::{Drain, Server};
@@ -41,6 +41,7 @@ const FLUSH_TIME: Duration = Duration::from_secs(2);
 pub(crate) async fn run(
     config: Config,
     load: Option<Loader>,
+    trace: Option<Arc<TraceHook>>,
     page: Option<&'static str>,
     label: &str,
     mut signals: Signals,
@@ -51,7 +52,7 @@ pub(crate) async fn run(
     let drain = CancellationToken::new();
     // Starts the drain phase on every listener.
     let draining = Drain::new();
-    let calls = Calls::build(&config, &metrics, &drain)?;
+    let calls = Calls::build(&config, &metrics, &drain, trace.as_ref())?;
     let (cors, edge) = (calls.cors.clone(), calls.edge.clone());
     // Swapped by a reload: new calls take the new routes, clusters, CORS and limits, calls in
     // flight finish on the ones they started with.
@@ -63,6 +64,7 @@ pub(crate) async fn run(
         drain_delay: Mutex::new(None),
         metrics: metrics.clone(),
         drain: drain.clone(),
+        trace,
         web: web.clone(),
         grpc: grpc.clone(),
     });
@@ -231,6 +233,7 @@ struct Reloader {
     drain_delay: Mutex<Option<Duration>>,
     metrics: Metrics,
     drain: CancellationToken,
+    trace: Option<Arc<TraceHook>>,
     web: Reloadable<GrpcWebService<MetricsService<Proxy>>>,
     grpc: Reloadable<MetricsService<Proxy>>,
 }
@@ -252,7 +255,8 @@ impl Reloader {
         )?;
         let refuse = |e: String| format!("reload refused, the running configuration stays: {e}");
         let config = load().map_err(refuse)?;
-        let calls = Calls::build(&config, &self.metrics, &self.drain).map_err(refuse)?;
+        let calls = Calls::build(&config, &self.metrics, &self.drain, self.trace.as_ref())
+            .map_err(refuse)?;
         self.web.replace(calls.grpc_web.layer(calls.grpc.clone()));
         self.grpc.replace(calls.grpc);
         *self
@@ -293,6 +297,7 @@ impl Calls {
         config: &Config,
         metrics: &Metrics,
         drain: &CancellationToken,
+        trace: Option<&Arc<TraceHook>>,
     ) -> Result<Self, String> {
         let mut proxy = Proxy::builder()
             .max_timeout(config.timeouts.max_call)
@@ -328,9 +333,14 @@ impl Calls {
                 config.keepalive.heartbeat_min_interval,
                 config.keepalive.heartbeat_max_interval,
             );
+        let mut observe = metrics.layer().access_log(config.log.access);
+        if let Some(trace) = trace {
+            let trace = trace.clone();
+            observe = observe.trace_calls(move |span, headers| trace(span, headers));
+        }
         Ok(Calls {
             grpc_web,
-            grpc: metrics.layer().layer(proxy),
+            grpc: observe.layer(proxy),
             cors,
             edge,
         })

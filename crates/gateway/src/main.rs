@@ -7,6 +7,7 @@
 mod config;
 mod demo;
 mod gateway;
+mod telemetry;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,19 +112,6 @@ struct DemoArgs {
     webtransport_listen: Option<SocketAddr>,
 }
 
-fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
     let mut config = match args.config {
         Some(path) => config::Config::load(&path)?,
@@ -165,6 +153,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut telemetry = None;
     let result = match cli.command {
         Command::Serve(args) => match serve_config(args.clone()) {
             Ok(config) => {
@@ -173,25 +162,45 @@ fn main() -> ExitCode {
                     .config
                     .is_some()
                     .then(|| Box::new(move || serve_config(args.clone())) as gateway::Loader);
-                init_logging(
-                    cli.log_format.unwrap_or(config.log.format),
-                    &config.log.level,
-                );
-                // The signal handlers are installed inside the runtime, before anything listens.
-                runtime.block_on(async {
-                    gateway::run(config, load, None, "weir serve", Signals::install()).await
-                })
+                let installed = {
+                    // The trace exporter's batch task runs on the runtime.
+                    let _entered = runtime.enter();
+                    telemetry::init(
+                        cli.log_format.unwrap_or(config.log.format),
+                        &config.log.level,
+                        config.tracing.as_ref(),
+                    )
+                };
+                match installed {
+                    Ok(installed) => {
+                        let trace = installed.trace_hook();
+                        telemetry = Some(installed);
+                        // The signal handlers are installed inside the runtime, before
+                        // anything listens.
+                        runtime.block_on(async {
+                            let signals = Signals::install();
+                            gateway::run(config, load, trace, None, "weir serve", signals).await
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         },
         Command::Demo(args) => {
-            init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
+            match telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "info", None) {
+                Ok(installed) => telemetry = Some(installed),
+                Err(e) => eprintln!("weir: logging: {e}"),
+            }
             runtime.block_on(demo::run(args))
         }
         Command::Call(args) => runtime
             .block_on(weir_call::run(args))
             .map_err(|e| e.to_string()),
     };
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

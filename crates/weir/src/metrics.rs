@@ -15,10 +15,19 @@
 //! Service and method names come from request paths, which clients choose: past
 //! [`MAX_LABELED_METHODS`] distinct methods, further ones are counted under `other`, so a
 //! scanner cannot grow the registry without bound.
+//!
+//! The same layer can also write an **access log** ([`MetricsLayer::access_log`]: one
+//! `tracing` event per call, target `weir::access`) and open a **span per call**
+//! ([`MetricsLayer::trace_calls`]: target `weir::call`, with the OpenTelemetry semantic
+//! conventions' names), both with the call's front door ([`Door`]), client ([`Peer`]),
+//! upstream address ([`Upstream`]), status, duration and the bytes of gRPC frames each way.
+//! Neither costs anything when off.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -37,6 +46,7 @@ use tower_service::Service;
 use weir_codec::Code;
 
 use crate::body::{BoxBody, BoxError};
+use crate::edge::{Door, Peer, Upstream};
 
 /// Distinct (service, method) pairs that get their own labels.
 pub const MAX_LABELED_METHODS: usize = 1000;
@@ -159,6 +169,8 @@ impl Metrics {
     pub fn layer(&self) -> MetricsLayer {
         MetricsLayer {
             metrics: self.clone(),
+            access_log: false,
+            trace: None,
         }
     }
 
@@ -212,6 +224,21 @@ struct CallRecord {
     labels: MethodLabels,
     started: Instant,
     done: bool,
+    /// For the access log and the span; `None` when both are off.
+    detail: Option<Box<Detail>>,
+}
+
+/// What the access log and the call's span say beyond the metrics.
+struct Detail {
+    path: String,
+    door: Option<Door>,
+    peer: Option<SocketAddr>,
+    upstream: Option<SocketAddr>,
+    /// Bytes of request frames, counted by the request body.
+    bytes_in: Arc<AtomicU64>,
+    bytes_out: u64,
+    access_log: bool,
+    span: tracing::Span,
 }
 
 impl CallRecord {
@@ -221,11 +248,12 @@ impl CallRecord {
         }
         self.done = true;
         let inner = &self.metrics.inner;
+        let elapsed = self.started.elapsed();
         inner.active.dec();
         inner
             .durations
             .get_or_create(&self.labels)
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         inner
             .calls
             .get_or_create(&CallLabels {
@@ -236,6 +264,41 @@ impl CallRecord {
             .inc();
         if code == Code::Cancelled {
             inner.cancellations.get_or_create(&self.labels).inc();
+        }
+        if let Some(detail) = self.detail.take() {
+            detail.finish(code, elapsed);
+        }
+    }
+}
+
+impl Detail {
+    fn finish(self, code: Code, elapsed: std::time::Duration) {
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        let door = self.door.map_or("", Door::as_str);
+        let span = &self.span;
+        span.record("rpc.grpc.status_code", code as i64);
+        span.record("weir.status", code.name());
+        span.record("weir.bytes_in", bytes_in);
+        span.record("weir.bytes_out", self.bytes_out);
+        if let Some(upstream) = self.upstream {
+            span.record("server.address", tracing::field::display(upstream));
+        }
+        if code != Code::Ok {
+            span.record("otel.status_code", "ERROR");
+        }
+        if self.access_log {
+            tracing::info!(
+                target: "weir::access",
+                method = %self.path,
+                status = code.name(),
+                // Whole microseconds, so the number prints without float noise.
+                duration_ms = elapsed.as_micros() as f64 / 1e3,
+                bytes_in,
+                bytes_out = self.bytes_out,
+                peer = self.peer.map(tracing::field::display),
+                door,
+                upstream = self.upstream.map(tracing::field::display),
+            );
         }
     }
 }
@@ -253,10 +316,49 @@ fn status_of(headers: &http::HeaderMap) -> Option<Code> {
         .and_then(|v| Code::from_header(v.as_bytes()))
 }
 
+/// What [`MetricsLayer::trace_calls`] calls with each call's span and request headers.
+pub type TraceHook = dyn Fn(&tracing::Span, &mut http::HeaderMap) + Send + Sync;
+
 /// Counts calls; see [`Metrics::layer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MetricsLayer {
     metrics: Metrics,
+    access_log: bool,
+    trace: Option<Arc<TraceHook>>,
+}
+
+impl std::fmt::Debug for MetricsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsLayer")
+            .field("access_log", &self.access_log)
+            .field("trace", &self.trace.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsLayer {
+    /// Also logs one line per call: an `info` event with target `weir::access` and the fields
+    /// `method`, `status`, `duration_ms`, `bytes_in`, `bytes_out` (gRPC frames, prefixes
+    /// included), `peer`, `door` and `upstream`. Off by default.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
+    /// Also opens an `info` span per call, target `weir::call`, named after the method, with
+    /// OpenTelemetry's fields (`otel.name`, `otel.kind = "server"`, `rpc.system`,
+    /// `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, `client.address`,
+    /// `server.address` for the upstream) and weir's (`weir.door`, `weir.status`,
+    /// `weir.bytes_in`, `weir.bytes_out`). The span ends with the call. `hook` is called with
+    /// the span and the request's headers before the call goes on: the place to continue the
+    /// client's trace context and hand it on (for example with `tracing-opentelemetry`).
+    pub fn trace_calls(
+        mut self,
+        hook: impl Fn(&tracing::Span, &mut http::HeaderMap) + Send + Sync + 'static,
+    ) -> Self {
+        self.trace = Some(Arc::new(hook));
+        self
+    }
 }
 
 impl<S> Layer<S> for MetricsLayer {
@@ -266,20 +368,76 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             metrics: self.metrics.clone(),
+            access_log: self.access_log,
+            trace: self.trace.clone(),
         }
     }
 }
 
 /// The service made by [`MetricsLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MetricsService<S> {
     inner: S,
     metrics: Metrics,
+    access_log: bool,
+    trace: Option<Arc<TraceHook>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for MetricsService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> MetricsService<S> {
+    fn detail<B>(&self, request: &mut Request<B>, labels: &MethodLabels) -> Option<Box<Detail>> {
+        if !self.access_log && self.trace.is_none() {
+            return None;
+        }
+        let door = request.extensions().get::<Door>().copied();
+        let peer = request.extensions().get::<Peer>().map(|peer| peer.0);
+        let span = match &self.trace {
+            Some(hook) => {
+                let span = tracing::info_span!(
+                    target: "weir::call",
+                    "call",
+                    otel.name = %request.uri().path().trim_start_matches('/'),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    rpc.system = "grpc",
+                    rpc.service = &*labels.service,
+                    rpc.method = &*labels.method,
+                    rpc.grpc.status_code = tracing::field::Empty,
+                    client.address = peer.map(tracing::field::display),
+                    server.address = tracing::field::Empty,
+                    weir.door = door.map_or("", Door::as_str),
+                    weir.status = tracing::field::Empty,
+                    weir.bytes_in = tracing::field::Empty,
+                    weir.bytes_out = tracing::field::Empty,
+                );
+                hook(&span, request.headers_mut());
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        Some(Box::new(Detail {
+            path: request.uri().path().to_owned(),
+            door,
+            peer,
+            upstream: None,
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_out: 0,
+            access_log: self.access_log,
+            span,
+        }))
+    }
 }
 
 impl<S, B> Service<Request<B>> for MetricsService<S>
 where
-    S: Service<Request<B>, Response = Response<BoxBody>>,
+    S: Service<Request<CountedRequest<B>>, Response = Response<BoxBody>>,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
 {
@@ -291,17 +449,26 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         self.metrics.inner.active.inc();
+        let labels = self.metrics.labels(request.uri().path());
+        let detail = self.detail(&mut request, &labels);
+        let bytes_in = detail.as_ref().map(|detail| detail.bytes_in.clone());
         let mut record = CallRecord {
-            labels: self.metrics.labels(request.uri().path()),
+            labels,
             metrics: self.metrics.clone(),
             started: Instant::now(),
             done: false,
+            detail,
         };
-        let future = self.inner.call(request);
+        let future = self
+            .inner
+            .call(request.map(|inner| CountedRequest { inner, bytes_in }));
         Box::pin(async move {
             let response = future.await?;
+            if let Some(detail) = &mut record.detail {
+                detail.upstream = response.extensions().get::<Upstream>().map(|up| up.0);
+            }
             if let Some(code) = status_of(response.headers()) {
                 record.finish(code);
                 return Ok(response);
@@ -313,6 +480,45 @@ where
                 })
             }))
         })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body whose data is counted for the access log and the call's span.
+    pub struct CountedRequest<B> {
+        #[pin]
+        inner: B,
+        bytes_in: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B> Body for CountedRequest<B>
+where
+    B: Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        if let (Poll::Ready(Some(Ok(frame))), Some(bytes)) = (&polled, this.bytes_in.as_ref())
+            && let Some(data) = frame.data_ref()
+        {
+            bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -332,6 +538,11 @@ impl Body for CountedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(record)) = (frame.data_ref(), self.record.as_mut())
+                    && let Some(detail) = record.detail.as_mut()
+                {
+                    detail.bytes_out += data.len() as u64;
+                }
                 if let Some(trailers) = frame.trailers_ref()
                     && let Some(mut record) = self.record.take()
                 {
@@ -380,6 +591,7 @@ mod tests {
             metrics: metrics.clone(),
             started: Instant::now(),
             done: false,
+            detail: None,
         };
         record.finish(Code::Ok);
         drop(record);

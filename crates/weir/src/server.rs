@@ -58,6 +58,7 @@ use tokio::sync::{Notify, watch};
 use tower_service::Service;
 
 use crate::body::BoxError;
+use crate::edge::Peer;
 
 /// HTTP server settings. The defaults are safe for an Internet-facing listener.
 #[derive(Debug, Clone)]
@@ -366,6 +367,7 @@ impl Connection {
             inner: service,
             drain: self.drain.clone(),
             state: state.clone(),
+            peer: Peer(self.peer),
         };
         let connection = self
             .builder
@@ -410,12 +412,13 @@ impl Connection {
 }
 
 /// Marks HTTP/1.1 responses `Connection: close` during the drain, and tells the connection
-/// task about HTTP/2 requests.
+/// task about HTTP/2 requests. Also gives each request its client's address ([`Peer`]).
 #[derive(Clone)]
 struct DrainAware<S> {
     inner: S,
     drain: Drain,
     state: Arc<ConnectionState>,
+    peer: Peer,
 }
 
 impl<S, B> Service<Request<Incoming>> for DrainAware<S>
@@ -430,7 +433,8 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Incoming>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
         let http1 = request.version() < Version::HTTP_2;
         if !http1 && !self.state.http2.swap(true, Ordering::Relaxed) && self.drain.is_started() {
             self.state.goaway.notify_one();

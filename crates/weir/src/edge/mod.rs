@@ -129,6 +129,43 @@ impl EdgeConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(pub Instant);
 
+/// Which front door a call came through: a request extension each door sets, read by logs,
+/// metrics and traces ([`crate::metrics`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Door {
+    /// gRPC-Web, binary (`application/grpc-web`).
+    GrpcWeb,
+    /// gRPC-Web, base64 text (`application/grpc-web-text`).
+    GrpcWebText,
+    /// Native gRPC on the same port.
+    Grpc,
+    /// gRPC over WebTransport.
+    WebTransport,
+}
+
+impl Door {
+    /// `grpc-web`, `grpc-web-text`, `grpc` or `webtransport`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::GrpcWeb => "grpc-web",
+            Door::GrpcWebText => "grpc-web-text",
+            Door::Grpc => "grpc",
+            Door::WebTransport => "webtransport",
+        }
+    }
+}
+
+/// The client's address: a request extension set by weir's [server](crate) and WebTransport
+/// endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The upstream address that answered a call: a response extension set by the
+/// [proxy](crate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Upstream(pub std::net::SocketAddr);
+
 /// Marks a request that passed the edge's head checks (hop-by-hop headers already stripped),
 /// so a back end need not repeat them.
 #[derive(Debug, Clone, Copy)]

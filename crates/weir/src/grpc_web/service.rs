@@ -18,7 +18,7 @@ use super::response::{self, Encoding};
 use crate::body::{self, BoxBody, BoxError};
 use crate::call::Leftover;
 use crate::cors::Verdict;
-use crate::edge::Edge;
+use crate::edge::{Door, Edge};
 
 /// The service made by [`GrpcWebLayer`](super::GrpcWebLayer): gRPC-Web and native gRPC in,
 /// through the call edge ([`crate::edge`]), native gRPC to the inner service.
@@ -143,11 +143,12 @@ where
         Service::<Request<B>>::poll_ready(&mut self.edge, cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let config = self.config.clone();
 
         match classify(&request) {
             Kind::Native => {
+                request.extensions_mut().insert(Door::Grpc);
                 // Native gRPC gets the same edge as every other door: a gateway protects its
                 // upstreams whatever protocol the client spoke.
                 let future = self.edge.call(request);
@@ -183,6 +184,11 @@ where
                 answer_unread(request, response)
             }
             Kind::GrpcWeb(content_type) => {
+                request.extensions_mut().insert(if content_type.is_text() {
+                    Door::GrpcWebText
+                } else {
+                    Door::GrpcWeb
+                });
                 let verdict = config.cors.verdict(&request);
                 if let Verdict::Denied(origin) = &verdict {
                     tracing::info!(

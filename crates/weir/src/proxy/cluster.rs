@@ -178,7 +178,12 @@ impl Cluster {
                 break;
             }
             match endpoint.send(request, connect_timeout, deadline).await {
-                Ok(response) => return Ok(response),
+                Ok(mut response) => {
+                    response
+                        .extensions_mut()
+                        .insert(crate::edge::Upstream(endpoint.addr));
+                    return Ok(response);
+                }
                 // Not sent: the connection could not be made; another address may do.
                 Err(Unsent {
                     request: back,

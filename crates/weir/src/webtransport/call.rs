@@ -27,7 +27,7 @@ use crate::Status;
 use crate::body::BoxError;
 use crate::call::CallFailure;
 use crate::cors::OriginCheck;
-use crate::edge::{Deadline, ResponseBody};
+use crate::edge::{Deadline, Door, Peer, ResponseBody};
 use crate::status::StatusExt as _;
 
 /// Everything a session task needs.
@@ -118,6 +118,7 @@ where
                 return;
             }
         };
+        let peer = Peer(connection.remote_address());
         let mut calls = JoinSet::new();
         // Once shutdown began with a grace period: when it ends.
         let mut draining: Option<Instant> = None;
@@ -130,7 +131,7 @@ where
                         recv.stop(code(codes::REFUSED));
                     }
                     Ok((send, recv)) => {
-                        calls.spawn(call(send, recv, self.service.clone(), self.config.clone()));
+                        calls.spawn(call(send, recv, self.service.clone(), self.config.clone(), peer));
                     }
                     Err(e) => {
                         tracing::debug!("WebTransport session ended: {e}");
@@ -389,6 +390,7 @@ async fn call<S>(
     recv: RecvStream,
     service: S,
     config: Arc<WebTransportConfig>,
+    peer: Peer,
 ) where
     S: Service<Request<StreamBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -470,6 +472,8 @@ async fn call<S>(
     };
     let (mut parts, ()) = head.into_parts();
     parts.extensions.insert(failure);
+    parts.extensions.insert(Door::WebTransport);
+    parts.extensions.insert(peer);
     let request = Request::from_parts(parts, body);
 
     let response = async {
