@@ -9,8 +9,13 @@ use tower_service::Service;
 
 use crate::body::BoxBody;
 
-/// Answers `GET /` and `HEAD /` with an HTML page, and hands every other request to the inner
-/// service.
+/// Answers `GET /` and `HEAD /` with an HTML page, `GET /favicon.ico` and `HEAD /favicon.ico`
+/// with `204 No Content`, and hands every other request to the inner service.
+///
+/// Browsers ask for `/favicon.ico` with every page they load (unless the page names an icon);
+/// passed on, the request would reach a gRPC service, which refuses a `GET` with `405` and logs
+/// it, so each visit of the page would show a failed request in the browser and a refusal in the
+/// server's log.
 ///
 /// ```
 /// use weir::page::Page;
@@ -46,22 +51,27 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let html = self.html.filter(|_| {
-            matches!(*request.method(), Method::GET | Method::HEAD) && request.uri().path() == "/"
-        });
-        let Some(html) = html else {
-            return Either::Left(self.inner.call(request));
+        let get = matches!(*request.method(), Method::GET | Method::HEAD);
+        let response = match (self.html, request.uri().path()) {
+            (Some(html), "/") if get => {
+                let mut response = Response::new(if request.method() == Method::HEAD {
+                    BoxBody::empty()
+                } else {
+                    BoxBody::full(html)
+                });
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                response
+            }
+            (Some(_), "/favicon.ico") if get => {
+                let mut response = Response::new(BoxBody::empty());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                response
+            }
+            _ => return Either::Left(self.inner.call(request)),
         };
-        let mut response = Response::new(if request.method() == Method::HEAD {
-            BoxBody::empty()
-        } else {
-            BoxBody::full(html)
-        });
-        *response.status_mut() = StatusCode::OK;
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
         Either::Right(std::future::ready(Ok(response)))
     }
 }
@@ -77,14 +87,25 @@ mod tests {
 
     use super::*;
 
-    async fn body_of(page: Option<&'static str>, method: Method, uri: &str) -> String {
+    async fn response_of(
+        page: Option<&'static str>,
+        method: Method,
+        uri: &str,
+    ) -> (StatusCode, String) {
         let inner = tower::service_fn(|_: Request<()>| async {
-            Ok::<_, Infallible>(Response::new(BoxBody::full("inner")))
+            let mut response = Response::new(BoxBody::full("inner"));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            Ok::<_, Infallible>(response)
         });
         let request = Request::builder().method(method).uri(uri).body(()).unwrap();
         let response = Page::new(page, inner).oneshot(request).await.unwrap();
+        let status = response.status();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        String::from_utf8(body.to_vec()).unwrap()
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn body_of(page: Option<&'static str>, method: Method, uri: &str) -> String {
+        response_of(page, method, uri).await.1
     }
 
     #[tokio::test]
@@ -94,5 +115,22 @@ mod tests {
         assert_eq!(body_of(Some("page"), Method::POST, "/").await, "inner");
         assert_eq!(body_of(Some("page"), Method::GET, "/x").await, "inner");
         assert_eq!(body_of(None, Method::GET, "/").await, "inner");
+    }
+
+    #[tokio::test]
+    async fn the_favicon_is_no_content_beside_a_page() {
+        let no_content = (StatusCode::NO_CONTENT, String::new());
+        let inner = (StatusCode::METHOD_NOT_ALLOWED, "inner".to_owned());
+        let favicon = "/favicon.ico";
+        assert_eq!(
+            response_of(Some("p"), Method::GET, favicon).await,
+            no_content
+        );
+        assert_eq!(
+            response_of(Some("p"), Method::HEAD, favicon).await,
+            no_content
+        );
+        assert_eq!(response_of(Some("p"), Method::POST, favicon).await, inner);
+        assert_eq!(response_of(None, Method::GET, favicon).await, inner);
     }
 }

@@ -114,8 +114,11 @@ async function bundlePage(clientSrc?: string): Promise<string> {
     target: "es2022",
     write: false,
     logLevel: "silent",
-    // The baseline's sources import the same packages, from this workspace.
-    ...(clientSrc !== undefined ? { alias: { "@weir/client": resolve(clientSrc, "index.ts") }, nodePaths: [resolve(HERE, "../../node_modules")] } : {}),
+    // @weir/client from its sources (this workspace's, or the baseline's), not from a build of
+    // them in client/dist: the figures are for the code as it is. The baseline's sources
+    // import the same packages, from this workspace.
+    alias: { "@weir/client": resolve(clientSrc ?? resolve(HERE, "../../client/src"), "index.ts") },
+    ...(clientSrc !== undefined ? { nodePaths: [resolve(HERE, "../../node_modules")] } : {}),
   });
   return bundle.outputFiles[0]?.text ?? "";
 }

@@ -1,18 +1,37 @@
 // The demo page served by `weir demo` at `/`: every call type, same origin.
 
-import { ConnectError, createClient } from "@connectrpc/connect";
+import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createFetchTransport, createWebTransportTransport, createXhrTransport, supportsWebTransport } from "../src/index.js";
 import { TestService } from "../../interop/src/gen/grpc/testing/test_pb.js";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
+// One transport per choice of the controls, made on first use and kept, as an
+// app would keep its transport.
+const transports = new Map<string, Transport>();
+
 function client() {
-  const opts = {
-    baseUrl: location.origin,
-    format: $<HTMLSelectElement>("format").value as "binary" | "text",
-    heartbeat: $<HTMLInputElement>("heartbeat").checked ? { interval: 1000 } : undefined,
-  };
-  return createClient(TestService, $<HTMLSelectElement>("kind").value === "xhr" ? createXhrTransport(opts) : createFetchTransport(opts));
+  const kind = $<HTMLSelectElement>("kind").value === "xhr" ? "xhr" : "fetch";
+  const format = $<HTMLSelectElement>("format").value === "text" ? "text" : "binary";
+  const heartbeat = $<HTMLInputElement>("heartbeat").checked;
+  const key = `${kind} ${format} ${heartbeat}`;
+  let transport = transports.get(key);
+  if (transport === undefined) {
+    const opts = { baseUrl: location.origin, format, heartbeat: heartbeat ? { interval: 1000 } : undefined } as const;
+    transport =
+      kind === "xhr"
+        ? createXhrTransport(opts)
+        : createFetchTransport({
+            ...opts,
+            // Browsers speak HTTP/2 only over TLS, and stream a request body
+            // only over HTTP/2 or HTTP/3 (Chromium refuses it over HTTP/1.1:
+            // ERR_ALPN_NEGOTIATION_FAILED, ERR_H2_OR_QUIC_REQUIRED). On an http:
+            // page client streams go as one body without a refused try first.
+            requestStreams: location.protocol === "https:" ? "auto" : "never",
+          });
+    transports.set(key, transport);
+  }
+  return createClient(TestService, transport);
 }
 
 function bind(id: string, run: (out: HTMLOutputElement) => Promise<string>) {
@@ -104,8 +123,7 @@ async function findWebTransport(): Promise<boolean> {
   }
   if (res.status === 404 || res.status === 405) {
     note.textContent =
-      "This weir demo runs without WebTransport. Restart it with --webtransport-listen 127.0.0.1:4433 (and --allow-origin " +
-      `${location.origin}) to try full-duplex bidi streaming.`;
+      "This weir demo runs without WebTransport. Restart it with --webtransport-listen 127.0.0.1:4433 to try full-duplex bidi streaming.";
     return false;
   }
   if (!res.ok) {
@@ -181,11 +199,7 @@ duplexButtons.start.addEventListener("click", async () => {
     }
     duplexOut.textContent = `done: ${answers} answers, the server ended the call after the request stream ended`;
   } catch (e) {
-    const err = ConnectError.from(e);
-    const hint = /could not open a WebTransport session/.test(err.rawMessage)
-      ? ` (if the server refused this page's origin, start weir demo with --allow-origin ${location.origin})`
-      : "";
-    duplexOut.textContent = `error: ${err.message}${hint}`;
+    duplexOut.textContent = `error: ${ConnectError.from(e).message}`;
   } finally {
     duplex = undefined;
     setDuplexState(false);
@@ -198,3 +212,8 @@ duplexButtons.cancel.addEventListener("click", () => duplex?.abort.abort());
 void findWebTransport().then((ok) => {
   duplexButtons.start.disabled = !ok;
 });
+
+// The command-line examples, for this server.
+for (const el of document.querySelectorAll<HTMLElement>("[data-host]")) {
+  el.textContent = (el.textContent ?? "").replaceAll(el.dataset.host ?? "", location.host);
+}

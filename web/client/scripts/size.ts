@@ -1,19 +1,29 @@
-// Reports the size of the client as a browser bundle: minified, and
-// minified+gzip. Two figures: everything a page ships for @weir/client
-// (with the parts of @connectrpc/connect and @bufbuild/protobuf it pulls
-// in), and weir's own code alone (those two as externals).
+// Reports the size of the client as a browser bundle, built from the package
+// as published (what package.json's `exports` point at, in dist/; `npm run
+// size` builds it first): minified, and minified+gzip. Two figures:
+// everything a page ships for @weir/client (with the parts of
+// @connectrpc/connect and @bufbuild/protobuf it pulls in), and weir's own code
+// alone (those two as externals).
 
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
 import { CLIENT_DIR } from "../test/harness.js";
 
+const manifest = JSON.parse(readFileSync(resolve(CLIENT_DIR, "package.json"), "utf8")) as { exports: { ".": { import: string } } };
+const entry = manifest.exports["."].import;
+if (!existsSync(resolve(CLIENT_DIR, entry))) {
+  console.error(`${entry} is missing: run \`npm run build\` in web/client first`);
+  process.exit(1);
+}
+
 async function size(external: string[], names = "createFetchTransport, createXhrTransport") {
   const r = await build({
     stdin: {
-      contents: `export { ${names} } from "./src/index.js";`,
+      contents: `export { ${names} } from ${JSON.stringify(entry)};`,
       resolveDir: CLIENT_DIR,
-      loader: "ts",
+      loader: "js",
     },
     bundle: true,
     format: "esm",
@@ -40,4 +50,3 @@ for (const names of ["createWebTransportTransport", "createAutoTransport"]) {
   const o = await size(EXTERNAL, names);
   console.log(`# bundle size, ${names} alone: ${kb(a.min)} minified, ${kb(a.gz)} min+gzip with the runtime; own code ${kb(o.min)} minified, ${kb(o.gz)} min+gzip`);
 }
-void resolve;

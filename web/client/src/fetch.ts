@@ -40,8 +40,12 @@ export function supportsRequestStreams(): boolean {
   return detected;
 }
 
+// Origins that refused a streamed request body, shared by every fetch transport
+// of this page or worker: a page that makes a transport per call (or per
+// click) pays the refused request once per origin, not once per transport.
+const refused = new Set<string>();
+
 function fetchWire(opts: FetchTransportOptions): Wire {
-  const refused = new Set<string>();
   const originOf = (url: string) => new URL(url, globalThis.location?.href).origin;
   return {
     canStreamRequest(url) {

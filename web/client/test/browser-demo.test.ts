@@ -81,11 +81,10 @@ describe("demo page on weir demo with WebTransport (the README command)", { skip
   before(async () => {
     assert.ok(weir);
     if (weir.unavailable !== undefined) assert.fail(weir.unavailable);
-    // Like `weir demo --listen 127.0.0.1:8080 --webtransport-listen 127.0.0.1:4433 --allow-origin http://127.0.0.1:8080`
-    // on free ports: weir refuses its own page's origin on the WebTransport listener unless it is allowed.
+    // Like `weir demo --listen 127.0.0.1:8080 --webtransport-listen 127.0.0.1:4433` on free
+    // ports: no --allow-origin, the WebTransport listener accepts the gateway's own pages.
     const port = await freePort();
-    const origin = `http://127.0.0.1:${port}`;
-    sut = await startWeirDemo([origin], { listen: `127.0.0.1:${port}`, webtransport: "127.0.0.1:0" });
+    sut = await startWeirDemo([], { listen: `127.0.0.1:${port}`, webtransport: "127.0.0.1:0" });
     browser = await launch();
   });
   after(async () => {

@@ -161,7 +161,10 @@ describe("crafted server responses (fetch transport in Node)", () => {
     };
     assert.deepEqual(await run(createFetchTransport({ baseUrl: base })), { frames: 5, chunked: "true" });
     assert.deepEqual(await run(createFetchTransport({ baseUrl: base, requestStreams: "never" })), { frames: 5, chunked: "false" });
-    // A fetch that refuses streamed bodies the way Chromium does over HTTP/1.1.
+    // A fetch that refuses streamed bodies the way Chromium does over HTTP/1.1,
+    // for an origin of its own (the fake server behind it): what the client
+    // learns about an origin lasts as long as the page, for every transport.
+    const pickyOrigin = "http://refuses-request-streams.test";
     let refusals = 0;
     const picky: typeof fetch = (url, init) => {
       if (init?.body instanceof ReadableStream) {
@@ -169,12 +172,16 @@ describe("crafted server responses (fetch transport in Node)", () => {
         void init.body.cancel();
         return Promise.reject(new TypeError("Failed to fetch (ERR_H2_OR_QUIC_REQUIRED)"));
       }
-      return fetch(url, init);
+      return fetch(String(url).replace(pickyOrigin, base), init);
     };
-    const t = createFetchTransport({ baseUrl: base, fetch: picky });
+    const t = createFetchTransport({ baseUrl: pickyOrigin, fetch: picky });
     assert.deepEqual(await run(t), { frames: 5, chunked: "false" });
     assert.deepEqual(await run(t), { frames: 5, chunked: "false" });
     assert.equal(refusals, 1, "the origin is remembered as refusing request streams");
+    assert.deepEqual(await run(createFetchTransport({ baseUrl: `${pickyOrigin}/`, fetch: picky })), { frames: 5, chunked: "false" });
+    assert.equal(refusals, 1, "a new transport for the same origin remembers it too");
+    // Another origin still gets request streams.
+    assert.deepEqual(await run(createFetchTransport({ baseUrl: base })), { frames: 5, chunked: "true" });
   });
 
   test("client stream: a failure after more than 1 MiB went out is not replayed (nor taken for a refusal)", { timeout: 5000 }, async () => {
