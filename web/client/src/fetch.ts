@@ -40,8 +40,15 @@ export function supportsRequestStreams(): boolean {
   return detected;
 }
 
+/**
+ * Origins that refused a request stream (HTTP/1.1), for the life of the page
+ * or worker: every fetch transport shares it, so a page that makes a new
+ * transport per call pays for the failed attempt once per origin, not once
+ * per call.
+ */
+const refused = new Set<string>();
+
 function fetchWire(opts: FetchTransportOptions): Wire {
-  const refused = new Set<string>();
   const originOf = (url: string) => new URL(url, globalThis.location?.href).origin;
   return {
     canStreamRequest(url) {
