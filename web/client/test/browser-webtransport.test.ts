@@ -83,12 +83,14 @@ async function internalCalls(admin: string): Promise<number> {
  * INTERNAL instead is a known weir bug (see the report): the test is then
  * marked TODO with what weir recorded.
  */
-async function weirSawCancel(admin: string): Promise<(t: TestContext) => Promise<void>> {
+async function weirSawCancel(admin: string, label?: string): Promise<Saw> {
   const before = await cancellationsAt(admin);
   const internal = await internalCalls(admin);
-  return async (t) => {
+  return async (t, out) => {
     try {
-      await eventually(`weir_call_cancellations_total grows past ${before}`, async () => (await cancellationsAt(admin)) > before);
+      await eventually(`weir_call_cancellations_total grows past ${before}`, async () => (await cancellationsAt(admin)) > before, 3000, 10);
+      // The page's Date.now() and ours read the same clock; polled every 10 ms.
+      if (label !== undefined && out.abortedAt !== undefined) figures.push(`${label}: abort → weir counted the cancel in ≤ ${Date.now() - out.abortedAt} ms`);
     } catch (e) {
       if ((await internalCalls(admin)) > internal) t.todo("known weir bug: the browser's cancel was recorded as INTERNAL, not CANCELLED");
       throw e;
@@ -96,18 +98,21 @@ async function weirSawCancel(admin: string): Promise<(t: TestContext) => Promise
   };
 }
 
-async function eventually(what: string, check: () => Promise<boolean>, ms = 3000): Promise<void> {
+/** Asserts, after a cancelling call, that the server saw the cancellation. */
+type Saw = (t: TestContext, out: CallOutcome) => Promise<void>;
+
+async function eventually(what: string, check: () => Promise<boolean>, ms = 3000, pollMs = 50): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`${what} within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 
 interface Ctx {
   run(spec: Omit<CallSpec, "transport"> & { transport?: TransportSpec }): Promise<CallOutcome>;
   /** Call before a cancelling call; the returned function asserts the server saw a cancellation. */
-  watchCancel(): Promise<(t: TestContext) => Promise<void>>;
+  watchCancel(what: string): Promise<Saw>;
   /** The service sends its headers before its first message (grpc-js sends them with it). */
   headersEarly: boolean;
   /** Why the page cannot open a session (the engine has no WebTransport), else undefined. */
@@ -208,14 +213,14 @@ function interopCases(e: EngineName, ctx: () => Ctx): void {
   });
 
   test("cancel_after_begin (the server saw it)", T, async (t) => {
-    const saw = await ctx().watchCancel();
+    const saw = await ctx().watchCancel("cancel_after_begin");
     const out = await run({ method: "StreamingInputCall", requests: [], keepRequestOpen: true, cancel: { at: "afterMs", ms: 300 } });
     assert.equal(out.code, C.CANCELED, out.message);
-    await saw(t);
+    await saw(t, out);
   });
 
   test("cancel_after_first_response (the server saw it)", T, async (t) => {
-    const saw = await ctx().watchCancel();
+    const saw = await ctx().watchCancel("cancel_after_first_response");
     const out = await run({
       method: "FullDuplexCall",
       requests: [{ responseParameters: [{ size: 31415 }], payloadSize: 27182 }],
@@ -224,11 +229,11 @@ function interopCases(e: EngineName, ctx: () => Ctx): void {
     });
     assert.equal(out.code, C.CANCELED, out.message);
     assert.equal(out.count, 1);
-    await saw(t);
+    await saw(t, out);
   });
 
   test("cancel a server stream mid-stream (the server saw it)", { ...T, todo: e === "firefox" ? ISSUE_16 : undefined }, async (t) => {
-    const saw = await ctx().watchCancel();
+    const saw = await ctx().watchCancel("server stream mid-stream");
     const out = await run({
       method: "StreamingOutputCall",
       requests: [{ responseParameters: Array.from({ length: 200 }, (_, i) => ({ size: 10, intervalUs: i < 5 ? 0 : 50_000 })) }],
@@ -236,7 +241,7 @@ function interopCases(e: EngineName, ctx: () => Ctx): void {
     });
     assert.equal(out.code, C.CANCELED, out.message);
     assert.ok(out.count >= 3 && out.count < 200);
-    await saw(t);
+    await saw(t, out);
   });
 
   test("timeout_on_sleeping_server → DEADLINE_EXCEEDED, promptly", T, async () => {
@@ -324,9 +329,9 @@ for (const spec of engines()) {
         run,
         unavailable: () => noWebTransport,
         headersEarly: true,
-        async watchCancel() {
+        async watchCancel(what) {
           assert.ok(sut?.admin);
-          return weirSawCancel(sut.admin);
+          return weirSawCancel(sut.admin, `${e} webtransport, weir demo: ${what}`);
         },
       }));
 
@@ -498,9 +503,9 @@ for (const spec of engines()) {
           const count = () => upstreamEvents(upstream as RunningServer).filter((e) => e.event === "cancelled").length;
           const before = count();
           const weirSaw = await weirSawCancel(gw.adminUrl);
-          return async (t) => {
+          return async (t, out) => {
             await eventually(`the grpc-js handler reports a cancellation (had ${before})`, async () => count() > before);
-            await weirSaw(t);
+            await weirSaw(t, out);
           };
         },
       }));

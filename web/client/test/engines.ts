@@ -211,12 +211,20 @@ async function launchFirefox(_o: LaunchOptions): Promise<Engine> {
 
 // ---- WebKitGTK: WebKitWebDriver (classic WebDriver) under Xvfb ---------------
 
+/** Children still running: killed if the test process exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
 /** A child process we wait for when stopping it (killed orphans linger as zombies here). */
 function child(proc: ChildProcess) {
+  running.add(proc);
   const exited = new Promise<void>((ok) => {
     if (proc.exitCode !== null || proc.signalCode !== null) ok();
     else proc.once("exit", () => ok());
   });
+  void exited.then(() => running.delete(proc));
   return {
     exited,
     async stop() {
