@@ -6,7 +6,7 @@ import { ConnectError, createClient, type Transport } from "@connectrpc/connect"
 import { createAutoTransport, createFetchTransport, createWebTransportTransport, createXhrTransport, supportsRequestStreams, supportsWebTransport } from "../src/index.js";
 import { PayloadSchema } from "../../interop/src/gen/grpc/testing/messages_pb.js";
 import { TestService, UnimplementedService } from "../../interop/src/gen/grpc/testing/test_pb.js";
-import type { CallOutcome, CallSpec, RequestSpec, TransportSpec } from "./protocol.js";
+import type { CallOutcome, CallSpec, FetchRecord, RequestSpec, TransportSpec } from "./protocol.js";
 
 // Count the sessions the page opens (the transports share one per endpoint).
 let sessions = 0;
@@ -29,8 +29,25 @@ function wtOptions(t: TransportSpec) {
   };
 }
 
-function transport(t: TransportSpec, choices?: string[]): Transport {
-  const opts = { baseUrl: t.baseUrl, format: t.format, heartbeat: t.heartbeat, bidiStallMs: 1000 };
+/** A fetch that records, per call, whether each request went out as a stream or one body. */
+function spyFetch(log: FetchRecord[]): typeof fetch {
+  return async (input, init) => {
+    const rec: FetchRecord = { body: init?.body instanceof ReadableStream ? "stream" : "buffered", outcome: "response" };
+    log.push(rec);
+    try {
+      return await fetch(input, init);
+    } catch (e) {
+      rec.outcome = "rejected";
+      rec.error = `${e instanceof Error ? e.name : "?"}: ${e instanceof Error ? e.message : String(e)}`;
+      throw e;
+    }
+  };
+}
+
+// A new transport per call, as a page that makes one per click: what a
+// transport learns about an origin must outlive it.
+function transport(t: TransportSpec, choices?: string[], fetches: FetchRecord[] = []): Transport {
+  const opts = { baseUrl: t.baseUrl, format: t.format, heartbeat: t.heartbeat, bidiStallMs: 1000, fetch: spyFetch(fetches) };
   if (t.kind === "webtransport") return createWebTransportTransport(wtOptions(t));
   if (t.kind === "auto") {
     return createAutoTransport({
@@ -78,6 +95,12 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
   let heap0 = 0;
   let heapGrowth: number | undefined;
   const choices: string[] = [];
+  const fetches: FetchRecord[] = [];
+  let abortedAt: number | undefined;
+  const cancel = () => {
+    abortedAt = Date.now();
+    abort.abort();
+  };
   let answered = () => {};
   const opts = {
     signal: abort.signal,
@@ -98,12 +121,12 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
     const c = spec.cancel;
     if (c?.at === "afterMessages" && count === c.count) {
       if (c.delayMs) await new Promise((r) => setTimeout(r, c.delayMs));
-      abort.abort();
+      cancel();
     }
   };
   const reqs = spec.requests.map(request);
   if (spec.heapAt !== undefined) heap0 = heap();
-  const client = createClient(TestService, transport(spec.transport, choices));
+  const client = createClient(TestService, transport(spec.transport, choices, fetches));
   try {
     const run = (async () => {
       switch (spec.method) {
@@ -152,10 +175,10 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
         }
       }
     })();
-    if (spec.cancel?.at === "immediately") abort.abort();
-    if (spec.cancel?.at === "afterMs") setTimeout(() => abort.abort(), spec.cancel.ms);
+    if (spec.cancel?.at === "immediately") cancel();
+    if (spec.cancel?.at === "afterMs") setTimeout(cancel, spec.cancel.ms);
     await run;
-    return { code: 0, message: "", sizes, count, header: record(header), trailer: record(trailer), headerAt, firstMessageAt, endAt: since(), heapGrowth, choices };
+    return { code: 0, message: "", sizes, count, header: record(header), trailer: record(trailer), headerAt, firstMessageAt, endAt: since(), heapGrowth, choices, fetches, abortedAt };
   } catch (e) {
     const err = ConnectError.from(e);
     const meta = record(err.metadata);
@@ -171,6 +194,8 @@ async function call(spec: CallSpec): Promise<CallOutcome> {
       endAt: since(),
       heapGrowth,
       choices,
+      fetches,
+      abortedAt,
     };
   }
 }

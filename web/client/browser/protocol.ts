@@ -68,6 +68,16 @@ export interface CallOutcome {
   heapGrowth?: number;
   /** auto: the transport each call took. */
   choices?: string[];
+  /** fetch and auto: each fetch the call made, in order. */
+  fetches?: FetchRecord[];
+  /** Date.now() in the page when it aborted the call (epoch ms; same clock as the test's). */
+  abortedAt?: number;
+}
+
+export interface FetchRecord {
+  body: "stream" | "buffered";
+  outcome: "response" | "rejected";
+  error?: string;
 }
 
 export interface ParityPage {

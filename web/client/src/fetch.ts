@@ -40,9 +40,12 @@ export function supportsRequestStreams(): boolean {
   return detected;
 }
 
-// Origins that refused a streamed request body, shared by every fetch transport
-// of this page or worker: a page that makes a transport per call (or per
-// click) pays the refused request once per origin, not once per transport.
+/**
+ * Origins that refused a request stream (HTTP/1.1), for the life of the page
+ * or worker: every fetch transport shares it, so a page that makes a new
+ * transport per call pays for the failed attempt once per origin, not once
+ * per call.
+ */
 const refused = new Set<string>();
 
 function fetchWire(opts: FetchTransportOptions): Wire {

@@ -272,6 +272,10 @@ export function createWebTransportTransport(options: WebTransportTransportOption
         throw new ConnectError(`cannot open a WebTransport session to ${url}: ${describe(e)}`, Code.Unavailable, undefined, undefined, e);
       }
       const opened = wt;
+      // A session that never opens rejects `closed` as well as `ready`; with
+      // nothing attached yet, Firefox reports that as an unhandled rejection
+      // on the page. (Session attaches the real handler once it is open.)
+      opened.closed.catch(() => {});
       try {
         await raceAbort(opened.ready, ctl.signal);
       } catch (e) {

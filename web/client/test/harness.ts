@@ -62,8 +62,19 @@ export async function serveFiles(files: Record<string, [string, string]>, host =
   };
 }
 
+/**
+ * Runs before the page's module, in every engine: records uncaught errors and
+ * unhandled rejections in `window.weirPageErrors` (read by EnginePage.errors;
+ * WebKit's driver reports neither), and with `?no-webtransport` in the URL
+ * removes `WebTransport`, as a browser without it.
+ */
+export const PRELUDE = `window.weirPageErrors = [];
+addEventListener("error", (e) => weirPageErrors.push("error: " + (e.error && e.error.stack || e.message)));
+addEventListener("unhandledrejection", (e) => weirPageErrors.push("unhandledrejection: " + (e.reason && e.reason.stack || e.reason)));
+if (new URLSearchParams(location.search).has("no-webtransport")) delete window.WebTransport;`;
+
 export const html = (script: string) =>
-  `<!doctype html><html><head><meta charset="utf-8"><title>weir client test</title></head><body><script type="module" src="${script}"></script></body></html>`;
+  `<!doctype html><html><head><meta charset="utf-8"><title>weir client test</title><script>${PRELUDE}</script></head><body><script type="module" src="${script}"></script></body></html>`;
 
 /** Headless Chromium; `extraArgs` are added to the command line (e.g. --ignore-certificate-errors). */
 export function launch(extraArgs: readonly string[] = []): Promise<Browser> {

@@ -1,0 +1,377 @@
+// The browser engines the client's matrix runs in, behind one small driver
+// interface (open a page, evaluate, wait, close), so each test is written
+// once and runs in every engine:
+//
+//   chromium  Debian's `chromium`, through playwright-core (CDP);
+//   firefox   Debian's `firefox-esr`, through puppeteer-core over WebDriver
+//             BiDi (no geckodriver; nothing downloaded);
+//   webkit    WebKitGTK's MiniBrowser, through `WebKitWebDriver` (Debian's
+//             webkit2gtk-driver) as a WebDriver remote driven by
+//             selenium-webdriver, under an Xvfb this harness starts.
+//
+// scripts/ensure-browsers installs them. WEIR_ENGINES (comma-separated,
+// default all three) picks engines; an engine that is not installed is
+// skipped, or fails under WEIR_REQUIRE=1. CHROMIUM_PATH, FIREFOX_PATH,
+// WEBKIT_DRIVER_PATH (and WEBKIT_BROWSER_PATH for MiniBrowser) override
+// where each is found.
+//
+// Page errors are collected inside the page (see PRELUDE in harness.ts), the
+// same way in every engine: WebKit's driver has no console or error events.
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Browser as PwBrowser, BrowserContext as PwContext } from "playwright-core";
+import { chromium } from "playwright-core";
+import type { WebDriver } from "selenium-webdriver";
+import { chromiumPath } from "../../interop/src/harness/browser.js";
+import { freePort } from "./harness.js";
+
+export type EngineName = "chromium" | "firefox" | "webkit";
+
+export interface EnginePage {
+  /**
+   * Runs `fn(arg)` in the page and returns its (awaited, JSON-friendly)
+   * result. `fn` is sent as source text: it must not close over anything.
+   * Several evaluations may be pending at once.
+   */
+  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
+  /** Waits until `fn(arg)` is truthy in the page (polled). */
+  waitFor<A>(fn: (arg: A) => unknown, arg: A, timeoutMs?: number): Promise<void>;
+  /** Uncaught errors and unhandled rejections the page recorded so far. */
+  errors(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+export interface LaunchOptions {
+  /** Accept any TLS certificate (Chromium only; the upload suite). */
+  ignoreCertificateErrors?: boolean;
+}
+
+export interface Engine {
+  readonly name: EngineName;
+  /** e.g. "Chromium 156.0.8078.114". */
+  readonly version: string;
+  /** Opens `url` in a fresh page (its own storage, service workers and cookies). */
+  open(url: string): Promise<EnginePage>;
+  close(): Promise<void>;
+}
+
+export interface EngineSpec {
+  readonly name: EngineName;
+  /** Whether this engine runs the whole matrix (Chromium) or the representative subset. */
+  readonly full: boolean;
+  /** Set when the engine is not installed (a failure under WEIR_REQUIRE=1). */
+  readonly unavailable?: string;
+  /** Set when the engine is not installed or not selected (a skip). */
+  readonly skip?: string;
+  launch(opts?: LaunchOptions): Promise<Engine>;
+}
+
+const ALL: readonly EngineName[] = ["chromium", "firefox", "webkit"];
+
+/** The engines WEIR_ENGINES selects (default all), each with how to launch it. */
+export function engines(): EngineSpec[] {
+  const wanted = (process.env.WEIR_ENGINES ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const w of wanted) if (!ALL.includes(w as EngineName)) throw new Error(`WEIR_ENGINES: unknown engine ${w} (known: ${ALL.join(", ")})`);
+  const require = process.env.WEIR_REQUIRE === "1";
+  return ALL.filter((n) => wanted.length === 0 || wanted.includes(n)).map((name) => {
+    const missing = missingReason(name);
+    const base = { name, full: name === "chromium", launch: (o?: LaunchOptions) => LAUNCH[name](o ?? {}) };
+    if (missing === undefined) return base;
+    return require ? { ...base, unavailable: `${missing} (WEIR_REQUIRE=1)` } : { ...base, skip: missing };
+  });
+}
+
+function missingReason(name: EngineName): string | undefined {
+  try {
+    if (name === "chromium") chromiumPath();
+    else if (name === "firefox") firefoxPath();
+    else {
+      webkitDriverPath();
+      miniBrowserPath();
+      xvfbPath();
+    }
+    return undefined;
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+function firstExisting(what: string, envVar: string, candidates: string[], hint: string): string {
+  const env = process.env[envVar];
+  if (env !== undefined && env !== "") {
+    if (!existsSync(env)) throw new Error(`${envVar}=${env} does not exist`);
+    return env;
+  }
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) throw new Error(`no ${what} found (tried ${candidates.join(", ")}); run ${hint} or set ${envVar}`);
+  return found;
+}
+
+export const firefoxPath = () => firstExisting("Firefox", "FIREFOX_PATH", ["/usr/bin/firefox-esr", "/usr/bin/firefox"], "scripts/ensure-browsers");
+export const webkitDriverPath = () => firstExisting("WebKitWebDriver", "WEBKIT_DRIVER_PATH", ["/usr/bin/WebKitWebDriver"], "scripts/ensure-browsers");
+export const xvfbPath = () => firstExisting("Xvfb", "XVFB_PATH", ["/usr/bin/Xvfb"], "scripts/ensure-browsers");
+export function miniBrowserPath(): string {
+  // libwebkit2gtk-4.1-0 puts MiniBrowser in its library directory, e.g.
+  // /usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser.
+  const libs = existsSync("/usr/lib") ? readdirSync("/usr/lib").map((d) => resolve("/usr/lib", d, "webkit2gtk-4.1", "MiniBrowser")) : [];
+  return firstExisting("MiniBrowser", "WEBKIT_BROWSER_PATH", [...libs, "/usr/lib/webkit2gtk-4.1/MiniBrowser"], "scripts/ensure-browsers");
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` in the page until truthy; shared by the drivers. */
+async function pollUntil<A>(page: Pick<EnginePage, "evaluate">, fn: (arg: A) => unknown, arg: A, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const src = fn.toString();
+  for (;;) {
+    const okNow = await page.evaluate(([s, a]) => Boolean(new Function("a", `return (${s})(a)`)(a)), [src, arg] as const);
+    if (okNow) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${src}`);
+    await sleep(50);
+  }
+}
+
+const readErrors = (page: Pick<EnginePage, "evaluate">) =>
+  page.evaluate(() => ((window as { weirPageErrors?: string[] }).weirPageErrors ?? []).slice(), undefined).catch((e: unknown) => [`could not read the page's errors: ${String(e)}`]);
+
+// ---- Chromium: playwright-core over CDP -------------------------------------
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--enable-precise-memory-info",
+  "--js-flags=--expose-gc",
+];
+
+async function launchChromium(o: LaunchOptions): Promise<Engine> {
+  const browser: PwBrowser = await chromium.launch({
+    executablePath: chromiumPath(),
+    args: [...CHROMIUM_ARGS, ...(o.ignoreCertificateErrors === true ? ["--ignore-certificate-errors"] : [])],
+    timeout: 30_000,
+  });
+  return {
+    name: "chromium",
+    version: `Chromium ${browser.version()}`,
+    async open(url) {
+      const ctx: PwContext = await browser.newContext();
+      const page = await ctx.newPage();
+      await page.goto(url);
+      const p: EnginePage = {
+        evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
+        waitFor: async (fn, arg, timeoutMs = 15_000) => {
+          await page.waitForFunction(fn as never, arg, { timeout: timeoutMs });
+        },
+        errors: () => readErrors(p),
+        close: () => ctx.close(),
+      };
+      return p;
+    },
+    close: () => browser.close(),
+  };
+}
+
+// ---- Firefox: puppeteer-core over WebDriver BiDi ----------------------------
+
+async function launchFirefox(_o: LaunchOptions): Promise<Engine> {
+  const puppeteer = (await import("puppeteer-core")).default;
+  const browser = await puppeteer.launch({
+    browser: "firefox",
+    executablePath: firefoxPath(),
+    headless: true,
+    timeout: 30_000,
+    // Nothing else: puppeteer makes a fresh profile (so running as root is
+    // fine) with prefs that switch off updates and telemetry.
+  });
+  const version = (await browser.version()).replace(/^firefox\//i, "Firefox ");
+  return {
+    name: "firefox",
+    version,
+    async open(url) {
+      const ctx = await browser.createBrowserContext();
+      const page = await ctx.newPage();
+      await page.goto(url);
+      const p: EnginePage = {
+        evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
+        waitFor: (fn, arg, timeoutMs = 15_000) => pollUntil(p, fn, arg, timeoutMs),
+        errors: () => readErrors(p),
+        close: () => ctx.close(),
+      };
+      return p;
+    },
+    close: () => browser.close(),
+  };
+}
+
+// ---- WebKitGTK: WebKitWebDriver (classic WebDriver) under Xvfb ---------------
+
+/** Children still running: killed if the test process exits without stopping them. */
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
+/** A child process we wait for when stopping it (killed orphans linger as zombies here). */
+function child(proc: ChildProcess) {
+  running.add(proc);
+  const exited = new Promise<void>((ok) => {
+    if (proc.exitCode !== null || proc.signalCode !== null) ok();
+    else proc.once("exit", () => ok());
+  });
+  void exited.then(() => running.delete(proc));
+  return {
+    exited,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      const t = setTimeout(() => proc.kill("SIGKILL"), 3000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Starts Xvfb on a display it picks itself (-displayfd); returns ":N". */
+async function startXvfb(): Promise<{ display: string; stop(): Promise<void> }> {
+  const proc = spawn(xvfbPath(), ["-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"], { stdio: ["ignore", "ignore", "pipe", "pipe"] });
+  const c = child(proc);
+  let err = "";
+  proc.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  const display = await new Promise<string>((ok, fail) => {
+    let out = "";
+    const timer = setTimeout(() => fail(new Error(`Xvfb printed no display within 10 s: ${err}`)), 10_000);
+    (proc.stdio[3] as NodeJS.ReadableStream).on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("\n")) {
+        clearTimeout(timer);
+        ok(`:${out.trim()}`);
+      }
+    });
+    void c.exited.then(() => fail(new Error(`Xvfb exited: ${err}`)));
+  });
+  return { display, stop: c.stop };
+}
+
+async function launchWebKit(_o: LaunchOptions): Promise<Engine> {
+  const { Builder, Capabilities } = await import("selenium-webdriver");
+  const xvfb = await startXvfb();
+  const port = await freePort();
+  const proc = spawn(webkitDriverPath(), [`--port=${port}`, "--host=127.0.0.1"], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DISPLAY: xvfb.display } });
+  const driverProc = child(proc);
+  let driverOut = "";
+  proc.stdout?.on("data", (d: Buffer) => (driverOut += d.toString()));
+  proc.stderr?.on("data", (d: Buffer) => (driverOut += d.toString()));
+  const server = `http://127.0.0.1:${port}`;
+  const stopAll = async () => {
+    await driverProc.stop();
+    await xvfb.stop();
+  };
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`${server}/status`)).ok) break;
+      } catch {
+        // not listening yet
+      }
+      if (i > 100) throw new Error(`WebKitWebDriver did not answer on ${server}: ${driverOut}`);
+      await sleep(100);
+    }
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  const caps = new Capabilities({
+    browserName: "MiniBrowser",
+    "webkitgtk:browserOptions": { binary: miniBrowserPath(), args: ["--automation"] },
+  });
+  let driver: WebDriver;
+  try {
+    // WebKitWebDriver allows one session: pages are windows of it.
+    driver = await new Builder().usingServer(server).withCapabilities(caps).build();
+  } catch (e) {
+    await stopAll();
+    throw e;
+  }
+  const version = `WebKitGTK ${String((await driver.getCapabilities()).get("browserVersion") ?? "?")}`;
+  await driver.manage().setTimeouts({ script: 30_000, pageLoad: 30_000 });
+  const home = await driver.getWindowHandle();
+  let current = home;
+  // Classic WebDriver runs one command at a time and on the current window:
+  // commands go through one queue, each switching to its page's window first.
+  let queue: Promise<unknown> = Promise.resolve();
+  const onWindow = <T>(handle: string, f: () => Promise<T>): Promise<T> => {
+    const run = queue.then(async () => {
+      if (current !== handle) {
+        await driver.switchTo().window(handle);
+        current = handle;
+      }
+      return f();
+    });
+    queue = run.catch(() => {});
+    return run;
+  };
+  let evalSeq = 0;
+  return {
+    name: "webkit",
+    version,
+    async open(url) {
+      const handle = await onWindow(current, async () => {
+        await driver.switchTo().newWindow("tab");
+        current = await driver.getWindowHandle();
+        await driver.get(url);
+        return current;
+      });
+      // A pending evaluation would block the queue: start each in the page,
+      // keep its outcome there, and poll for it.
+      const p: EnginePage = {
+        async evaluate(fn, arg) {
+          const id = ++evalSeq;
+          await onWindow(handle, () =>
+            driver.executeScript(
+              `const [id, arg] = arguments; const box = (window.weirEvals ??= {}); box[id] = { done: false };
+               Promise.resolve().then(() => (${fn.toString()})(arg)).then(
+                 (v) => { box[id] = { done: true, ok: true, v: v === undefined ? null : v }; },
+                 (e) => { box[id] = { done: true, ok: false, e: String(e && e.stack || e) }; });`,
+              id,
+              arg === undefined ? null : arg,
+            ),
+          );
+          for (let wait = 5; ; wait = Math.min(wait * 2, 50)) {
+            const r = (await onWindow(handle, () =>
+              driver.executeScript(`const b = window.weirEvals[arguments[0]]; if (b.done) delete window.weirEvals[arguments[0]]; return b;`, id),
+            )) as { done: boolean; ok?: boolean; v?: unknown; e?: string };
+            if (r.done) {
+              if (r.ok !== true) throw new Error(`in the page: ${r.e ?? "?"}`);
+              return r.v as never;
+            }
+            await sleep(wait);
+          }
+        },
+        waitFor: (fn, arg, timeoutMs = 15_000) => pollUntil(p, fn, arg, timeoutMs),
+        errors: () => readErrors(p),
+        close: () =>
+          onWindow(handle, async () => {
+            await driver.close();
+            await driver.switchTo().window(home);
+            current = home;
+          }),
+      };
+      return p;
+    },
+    async close() {
+      await driver.quit().catch(() => {});
+      await stopAll();
+    },
+  };
+}
+
+const LAUNCH: Record<EngineName, (o: LaunchOptions) => Promise<Engine>> = {
+  chromium: launchChromium,
+  firefox: launchFirefox,
+  webkit: launchWebKit,
+};
