@@ -25,10 +25,6 @@ use config::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
-    /// Log format (overrides the config file's [log] format).
-    #[arg(long, value_enum, global = true, env = "WEIR_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-
     #[command(subcommand)]
     command: Command,
 }
@@ -88,6 +84,10 @@ struct ServeArgs {
     /// (the default) or 0s. With --config, overrides the file's timeouts.drain_delay.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     drain_delay: Option<Duration>,
+
+    /// Log format on stderr (overrides the config file's [log] format; default text).
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,19 +109,34 @@ struct DemoArgs {
     /// hash is published at /.well-known/weir/webtransport.
     #[arg(long, value_name = "ADDR")]
     webtransport_listen: Option<SocketAddr>,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = colour_logs(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// Whether text logs are coloured: only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
@@ -169,14 +184,12 @@ fn main() -> ExitCode {
         Command::Serve(args) => match serve_config(args.clone()) {
             Ok(config) => {
                 // SIGHUP and POST /reload read the file again, with the same overrides.
+                let log_format = args.log_format;
                 let load: Option<gateway::Loader> = args
                     .config
                     .is_some()
                     .then(|| Box::new(move || serve_config(args.clone())) as gateway::Loader);
-                init_logging(
-                    cli.log_format.unwrap_or(config.log.format),
-                    &config.log.level,
-                );
+                init_logging(log_format.unwrap_or(config.log.format), &config.log.level);
                 // The signal handlers are installed inside the runtime, before anything listens.
                 runtime.block_on(async {
                     gateway::run(config, load, None, "weir serve", Signals::install()).await
@@ -185,7 +198,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Demo(args) => {
-            init_logging(cli.log_format.unwrap_or(LogFormat::Text), "info");
+            init_logging(args.log_format, "info");
             runtime.block_on(demo::run(args))
         }
         Command::Call(args) => runtime
@@ -335,6 +348,14 @@ mod tests {
         assert_eq!(config.timeouts.max_call, Some(Duration::from_secs(300)));
         assert!(config.admin.is_some());
         assert_eq!(config.cors.allow_origins, ["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".into())));
+        assert!(!colour_logs(true, Some("1".into())));
+        assert!(!colour_logs(false, None));
     }
 
     #[test]
