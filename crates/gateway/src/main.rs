@@ -88,6 +88,11 @@ struct ServeArgs {
     /// Log format on stderr (overrides the config file's [log] format; default text).
     #[arg(long, value_enum, env = "WEIR_LOG_FORMAT")]
     log_format: Option<LogFormat>,
+
+    /// Check the configuration and exit without serving: status 0 and a summary on stdout
+    /// when it is valid, 1 and what is wrong when not (TLS files are read at start, not here).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,6 +173,27 @@ fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
     Ok(config)
 }
 
+/// What `weir serve --check` says of a valid configuration.
+fn config_summary(config: &config::Config) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "configuration OK: {}, {}, {}{}{}",
+        count(config.listeners.len(), "listener"),
+        count(config.clusters.len(), "cluster"),
+        count(config.routes.len(), "route"),
+        if config.admin.is_some() {
+            ", admin listener"
+        } else {
+            ""
+        },
+        if config.webtransport.is_some() {
+            ", WebTransport listener"
+        } else {
+            ""
+        },
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -182,6 +208,10 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(args) => match serve_config(args.clone()) {
+            Ok(config) if args.check => {
+                println!("weir serve: {}", config_summary(&config));
+                Ok(())
+            }
             Ok(config) => {
                 // SIGHUP and POST /reload read the file again, with the same overrides.
                 let log_format = args.log_format;
@@ -348,6 +378,22 @@ mod tests {
         assert_eq!(config.timeouts.max_call, Some(Duration::from_secs(300)));
         assert!(config.admin.is_some());
         assert_eq!(config.cors.allow_origins, ["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn check_summarises_a_valid_configuration() {
+        let config = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--check",
+        ])
+        .unwrap();
+        assert_eq!(
+            config_summary(&config),
+            "configuration OK: 1 listener, 1 cluster, 1 route"
+        );
     }
 
     #[test]

@@ -426,3 +426,30 @@ async fn weir_call_at_a_terminal_says_what_it_reads() {
     assert!(out.success, "{out:?}");
     assert!(!out.stderr.contains("stdin"), "{out:?}");
 }
+
+#[tokio::test]
+async fn serve_check_validates_without_serving() {
+    let out = weir(&["serve", "--config", "weir.example.toml", "--check"]).await;
+    assert!(out.success, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "weir serve: configuration OK: 1 listener, 1 cluster, 3 routes, admin listener, WebTransport listener\n",
+        "{out:?}"
+    );
+    let dir = std::env::temp_dir().join(format!("weir-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("weir.toml");
+    std::fs::write(
+        &path,
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[clusters.a]\naddresses = [\"http://127.0.0.1:1\"]\n[routes]\n\"*\" = \"b\"\n",
+    )
+    .unwrap();
+    let out = weir(&["serve", "--config", path.to_str().unwrap(), "--check"]).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.success, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("names cluster \"b\", which is not defined"),
+        "{out:?}"
+    );
+}
