@@ -69,7 +69,7 @@
 //! ```
 #![warn(missing_docs)]
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -147,7 +147,8 @@ pub struct CallArgs {
     #[arg(long = "proto", value_name = "FILE")]
     protos: Vec<PathBuf>,
 
-    /// Import path for --proto (repeatable; default: the directory of each file).
+    /// Import path for --proto (repeatable). Default: for each file, the nearest directory
+    /// (its own or one above) from which all it imports is found.
     #[arg(long = "import-path", short = 'I', value_name = "DIR")]
     import_paths: Vec<PathBuf>,
 
@@ -315,6 +316,10 @@ async fn call(args: CallArgs) -> Result<(), String> {
             });
         }
         None => {
+            // At a terminal, a silent wait looks like a hang: say what is read.
+            if std::io::stdin().is_terminal() {
+                eprintln!("{}", stdin_prompt(&input_schema, single));
+            }
             std::thread::spawn(move || read_stdin(&input_schema, &tx));
         }
     }
@@ -419,6 +424,26 @@ fn tokio_stream_from<T: Send + 'static>(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
+/// What `weir call` prints on stderr when it reads requests from a terminal.
+fn stdin_prompt(schema: &InputSchema, single: bool) -> String {
+    let format = match schema {
+        InputSchema::Typed(desc) => format!("JSON ({})", desc.full_name()),
+        InputSchema::Raw(RawEncoding::Hex) => "hex".to_owned(),
+        InputSchema::Raw(RawEncoding::Base64) => "base64".to_owned(),
+    };
+    if single {
+        format!(
+            "weir call: reading the request message from stdin as {format}; end the input with \
+             Ctrl-D (nothing at all sends the default message)"
+        )
+    } else {
+        format!(
+            "weir call: reading request messages from stdin as {format}, one per line, each \
+             sent as it is read; Ctrl-D ends the request stream"
+        )
+    }
+}
+
 /// Reads request messages from stdin as they come, until EOF.
 fn read_stdin(schema: &InputSchema, tx: &tokio::sync::mpsc::Sender<Result<Bytes, String>>) {
     let stdin = std::io::stdin();
@@ -486,30 +511,90 @@ async fn load_pool(
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if !args.protos.is_empty() {
-        let includes: Vec<PathBuf> = if args.import_paths.is_empty() {
-            let mut dirs: Vec<PathBuf> = args
-                .protos
-                .iter()
-                .map(|p| match p.parent() {
-                    Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                    _ => PathBuf::from("."),
-                })
-                .collect();
-            dirs.dedup();
+        let guessed = args.import_paths.is_empty();
+        let includes: Vec<PathBuf> = if guessed {
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            for proto in &args.protos {
+                let root = import_root(proto);
+                if !dirs.contains(&root) {
+                    dirs.push(root);
+                }
+            }
             dirs
         } else {
             args.import_paths.clone()
         };
-        let mut compiler = protox::Compiler::new(&includes).map_err(|e| e.to_string())?;
+        let hint = |e: protox::Error| {
+            if guessed && e.is_file_not_found() {
+                let shown: Vec<String> = includes.iter().map(|d| d.display().to_string()).collect();
+                format!(
+                    "{e} (looked in {}: give -I DIR, the directory that import paths start \
+                     from, such as -I proto for `import \"grpc/testing/empty.proto\"` in \
+                     proto/grpc/testing/test.proto)",
+                    shown.join(", ")
+                )
+            } else {
+                e.to_string()
+            }
+        };
+        let mut compiler = protox::Compiler::new(&includes).map_err(hint)?;
         compiler.include_imports(true);
         for proto in &args.protos {
-            compiler.open_file(proto).map_err(|e| e.to_string())?;
+            compiler.open_file(proto).map_err(hint)?;
         }
         let set = compiler.encode_file_descriptor_set();
         pool.decode_file_descriptor_set(set.as_slice())
             .map_err(|e| e.to_string())?;
     }
     Ok(pool)
+}
+
+/// The import path for a `.proto` file when no `-I` is given: the nearest directory, from
+/// the file's own up, from which every file it imports exists (the usual layout:
+/// `proto/grpc/testing/test.proto` importing `"grpc/testing/empty.proto"` has its root in
+/// `proto`). Well-known types (`google/protobuf/…`) are built in and need no directory. A
+/// file that does not parse, or whose imports are nowhere, gets its own directory: the
+/// compiler then says what is wrong.
+fn import_root(proto: &std::path::Path) -> PathBuf {
+    let dir = match proto.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Ok(text) = std::fs::read_to_string(proto) else {
+        return dir;
+    };
+    let name = proto
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let Ok(file) = protox_parse::parse(&name, &text) else {
+        return dir;
+    };
+    let imports: Vec<&String> = file
+        .dependency
+        .iter()
+        .filter(|import| !import.starts_with("google/protobuf/"))
+        .collect();
+    if imports.is_empty() {
+        return dir;
+    }
+    // For a relative path, up to the current directory (whose path is empty).
+    let candidates = dir.ancestors().map(|d| {
+        if d.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            d
+        }
+    });
+    for candidate in candidates {
+        if imports
+            .iter()
+            .all(|import| candidate.join(import).is_file())
+        {
+            return candidate.to_path_buf();
+        }
+    }
+    dir
 }
 
 fn find_method(pool: &DescriptorPool, path: &str) -> Result<MethodDescriptor, String> {
@@ -575,6 +660,38 @@ mod tests {
                 .is_err()
         );
         assert!(CallArgs::try_parse_from(["weir call", "a", "b/c", "--cert-hash", "00"]).is_err());
+    }
+
+    #[test]
+    fn the_stdin_prompt_says_what_is_read_and_how_to_end() {
+        let pool = DescriptorPool::decode(weir_testservice::FILE_DESCRIPTOR_SET).unwrap();
+        let method = find_method(&pool, "grpc.testing.TestService/FullDuplexCall").unwrap();
+        let prompt = stdin_prompt(&InputSchema::Typed(method.input()), false);
+        assert!(
+            prompt.contains("JSON (grpc.testing.StreamingOutputCallRequest), one per line")
+                && prompt.contains("Ctrl-D ends the request stream"),
+            "{prompt}"
+        );
+        let prompt = stdin_prompt(&InputSchema::Raw(RawEncoding::Hex), true);
+        assert!(
+            prompt.contains("the request message from stdin as hex") && prompt.contains("Ctrl-D"),
+            "{prompt}"
+        );
+    }
+
+    #[test]
+    fn the_import_root_is_where_the_imports_are() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+        // test.proto imports "grpc/testing/empty.proto": its root is proto/.
+        assert_eq!(
+            import_root(&root.join("grpc/testing/test.proto")),
+            root.as_path()
+        );
+        // empty.proto imports nothing: its own directory.
+        assert_eq!(
+            import_root(&root.join("grpc/testing/empty.proto")),
+            root.join("grpc/testing")
+        );
     }
 
     #[test]

@@ -98,7 +98,9 @@ pub(crate) async fn schema(
                 return Ok(pool);
             }
             Ok(Reflection::Unavailable(why)) => why,
-            Err(e) => {
+            // Nothing to do with reflection: the call itself would fail the same way.
+            Err(FetchError::Server(status)) => return Err(crate::output::describe(&status)),
+            Err(FetchError::Reflection(e)) => {
                 return Err(format!(
                     "{e} (--no-reflection skips it; or pass --descriptor-set, --proto or --raw)"
                 ));
@@ -119,15 +121,32 @@ pub(crate) async fn schema(
     Ok(builtin)
 }
 
+/// Why [`fetch`] failed.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    /// The server could not be reached (`UNAVAILABLE`, such as a refused connection), or it
+    /// is not a gRPC-Web server: not a matter of reflection, and the call would fail too.
+    Server(Status),
+    /// The reflection service failed or answered nonsense.
+    Reflection(String),
+}
+
+impl From<String> for FetchError {
+    fn from(e: String) -> Self {
+        FetchError::Reflection(e)
+    }
+}
+
 /// Asks the server for the schema of `service` (a fully qualified service name).
 ///
-/// Errors are reflection servers that fail or answer nonsense, and transport failures.
+/// Errors are servers that cannot be reached or do not speak gRPC-Web, and reflection
+/// servers that fail or answer nonsense.
 pub(crate) async fn fetch(
     client: &Client,
     options: &CallOptions,
     service: &str,
     limits: Limits,
-) -> Result<Reflection, String> {
+) -> Result<Reflection, FetchError> {
     let first = vec![MessageRequest::FileContainingSymbol(service.to_owned())];
     let mut unimplemented = Vec::new();
     for reflection in SERVICES {
@@ -142,7 +161,7 @@ pub(crate) async fn fetch(
                         )));
                     }
                 }
-                return files.complete(client, options).await;
+                return Ok(files.complete(client, options).await?);
             }
             Err(status) if status.code() == Code::Unimplemented => {
                 unimplemented.push(format!("{reflection}: {}", status.message()));
@@ -153,8 +172,16 @@ pub(crate) async fn fetch(
                     status.message()
                 )));
             }
+            Err(status)
+                if status.code() == Code::Unavailable
+                    || crate::output::native_grpc_hint(&status).is_some() =>
+            {
+                return Err(FetchError::Server(status));
+            }
             Err(status) => {
-                return Err(format!("server reflection ({reflection}) failed: {status}"));
+                return Err(FetchError::Reflection(format!(
+                    "server reflection ({reflection}) failed: {status}"
+                )));
             }
         }
     }

@@ -24,7 +24,8 @@
 //! frame or with a malformed body (`INTERNAL`; a frame with flags gRPC-Web reserves included),
 //! a message over the size limit
 //! (`RESOURCE_EXHAUSTED`, checked on the length prefix before the message is buffered),
-//! transport failures (`UNAVAILABLE`, or the HTTP/2 reset reason), the deadline
+//! transport failures (`UNAVAILABLE`, "cannot connect to HOST:PORT: why" when no connection
+//! could be made; or the HTTP/2 reset reason), the deadline
 //! (`DEADLINE_EXCEEDED`). Response heads and bodies are read with `weir-codec`'s
 //! [`grpc_web`](weir_codec::grpc_web) rules, the ones weir's servers are tested against, so the
 //! same violation gets the same status everywhere. Heartbeat frames (weir's `0x40` extension,
@@ -218,12 +219,12 @@ impl ClientBuilder {
                 )));
             }
         };
-        if uri.authority().is_none() {
+        let Some(authority) = uri.authority().map(|a| a.as_str().into()) else {
             return Err(BuildError(format!(
                 "server URL {:?} has no host",
                 self.base
             )));
-        }
+        };
         let prefix: Arc<str> = self.base.trim_end_matches('/').into();
 
         let mut tcp = HttpConnector::new();
@@ -250,6 +251,7 @@ impl ClientBuilder {
             inner: Arc::new(Inner {
                 http: http.build(connector),
                 prefix,
+                authority,
                 version: self.version,
                 mode: self.mode,
                 max_message_size: self.max_message_size,
@@ -285,6 +287,8 @@ pub struct Client {
 struct Inner {
     http: HttpClient<HttpsConnector<HttpConnector>, RequestBody>,
     prefix: Arc<str>,
+    /// `host:port` of the server, for error messages.
+    authority: Arc<str>,
     version: HttpVersion,
     mode: Mode,
     max_message_size: usize,
@@ -473,11 +477,13 @@ impl Client {
             }
         }
         let response = with_deadline(deadline, async {
-            self.inner
-                .http
-                .request(request)
-                .await
-                .map_err(|e| status::from_transport(&e, "request"))
+            self.inner.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    status::connect_failed(&e, &self.inner.authority)
+                } else {
+                    status::from_transport(&e, "request")
+                }
+            })
         })
         .await?;
         Streaming::new(response, self.inner.max_message_size, deadline)

@@ -696,4 +696,12 @@ async fn protocol_violations_map_to_statuses() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
+    // Said as such, with the address: not as a failed request.
+    assert!(
+        status
+            .message()
+            .starts_with(&format!("cannot connect to {addr}: ")),
+        "{status}"
+    );
+    assert!(status.message().contains("refused"), "{status}");
 }

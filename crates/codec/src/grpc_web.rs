@@ -97,7 +97,9 @@ pub enum ResponseHead {
     /// "Trailers-only": the call ended with the status in the headers, `OK` or not. The body
     /// carries nothing of the call. The status's metadata is the rest of the headers.
     TrailersOnly(Status),
-    /// Not a gRPC-Web response: the call failed with this status, made by the client.
+    /// Not a gRPC-Web response: the call failed with this status, made by the client. When the
+    /// HTTP status was 200, its metadata is the response's headers, so a client can tell
+    /// what answered (a native gRPC server's `content-type: application/grpc`, say).
     Failed(Status),
 }
 
@@ -145,16 +147,24 @@ impl ResponseHead {
             // Trailers-only answers need not repeat the content type.
             return ResponseHead::TrailersOnly(status);
         }
-        match headers.get(CONTENT_TYPE).and_then(ContentType::from_header) {
-            Some(ct) if ct.protocol() != Protocol::Grpc => ResponseHead::Body(Mode::of(&ct)),
-            _ => ResponseHead::Failed(Status::new(
-                Code::Unknown,
-                format!(
-                    "server answered with content type {:?}, not gRPC-Web",
-                    headers.get(CONTENT_TYPE)
-                ),
-            )),
-        }
+        let message = match headers.get(CONTENT_TYPE) {
+            None => "server answered without a content type, not with gRPC-Web".to_owned(),
+            Some(value) => {
+                let shown = String::from_utf8_lossy(value.as_bytes());
+                match ContentType::from_header(value) {
+                    Some(ct) if ct.protocol() != Protocol::Grpc => {
+                        return ResponseHead::Body(Mode::of(&ct));
+                    }
+                    Some(_) => format!(
+                        "server answered with native gRPC ({shown}), not gRPC-Web: it is a gRPC \
+                         server, which browsers and gRPC-Web clients reach through a gRPC-Web \
+                         gateway"
+                    ),
+                    None => format!("server answered with content type {shown}, not gRPC-Web"),
+                }
+            }
+        };
+        ResponseHead::Failed(Status::new(Code::Unknown, message).with_metadata(headers.clone()))
     }
 }
 
@@ -820,11 +830,28 @@ mod tests {
         // Not gRPC-Web.
         let (code, message) = failed(classify(200, &[("content-type", "text/html")]));
         assert_eq!(code, Code::Unknown);
-        assert!(message.contains("text/html"), "{message}");
-        assert_eq!(failed(classify(200, &[])).0, Code::Unknown);
         assert_eq!(
-            failed(classify(200, &[("content-type", "application/grpc")])).0,
-            Code::Unknown
+            message,
+            "server answered with content type text/html, not gRPC-Web"
+        );
+        assert_eq!(failed(classify(200, &[])).0, Code::Unknown);
+        let (code, message) = failed(classify(200, &[("content-type", "application/grpc")]));
+        assert_eq!(code, Code::Unknown);
+        assert!(
+            message
+                .starts_with("server answered with native gRPC (application/grpc), not gRPC-Web"),
+            "{message}"
+        );
+        assert!(!message.contains("Some("), "{message}");
+        // The headers come with the status, to tell what answered.
+        let ResponseHead::Failed(status) =
+            classify(200, &[("content-type", "application/grpc+proto")])
+        else {
+            panic!("not failed")
+        };
+        assert_eq!(
+            status.metadata().get("content-type").unwrap(),
+            "application/grpc+proto"
         );
         // Trailers-only, with or without a content type.
         let status = only(classify(

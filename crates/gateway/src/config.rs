@@ -543,7 +543,18 @@ mod tests {
     #[test]
     fn the_example_file_is_valid() {
         let text = include_str!("../../../weir.example.toml");
-        parse(text).unwrap();
+        let config = parse(text).unwrap();
+        // `weir call` learns the schema of a service by server reflection, routed like it.
+        for reflection in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert_eq!(
+                config.routes.get(reflection),
+                config.routes.get("grpc.testing.TestService"),
+                "{reflection}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         allow_origins,
         admin_listen: admin,
         webtransport_listen,
+        log_format: _,
     } = args;
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -26,10 +26,6 @@ use config::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, propagate_version = true, max_term_width = 100)]
 struct Cli {
-    /// Log format (overrides the config file's [log] format).
-    #[arg(long, value_enum, global = true, env = "WEIR_LOG_FORMAT")]
-    log_format: Option<LogFormat>,
-
     #[command(subcommand)]
     command: Command,
 }
@@ -89,6 +85,15 @@ struct ServeArgs {
     /// (the default) or 0s. With --config, overrides the file's timeouts.drain_delay.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     drain_delay: Option<Duration>,
+
+    /// Log format on stderr (overrides the config file's [log] format; default text).
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+
+    /// Check the configuration and exit without serving: status 0 and a summary on stdout
+    /// when it is valid, 1 and what is wrong when not (TLS files are read at start, not here).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +115,10 @@ struct DemoArgs {
     /// hash is published at /.well-known/weir/webtransport.
     #[arg(long, value_name = "ADDR")]
     webtransport_listen: Option<SocketAddr>,
+
+    /// Log format on stderr.
+    #[arg(long, value_enum, env = "WEIR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
 }
 
 fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
@@ -141,6 +150,27 @@ fn serve_config(args: ServeArgs) -> Result<config::Config, String> {
     Ok(config)
 }
 
+/// What `weir serve --check` says of a valid configuration.
+fn config_summary(config: &config::Config) -> String {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    format!(
+        "configuration OK: {}, {}, {}{}{}",
+        count(config.listeners.len(), "listener"),
+        count(config.clusters.len(), "cluster"),
+        count(config.routes.len(), "route"),
+        if config.admin.is_some() {
+            ", admin listener"
+        } else {
+            ""
+        },
+        if config.webtransport.is_some() {
+            ", WebTransport listener"
+        } else {
+            ""
+        },
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -156,8 +186,13 @@ fn main() -> ExitCode {
     let mut telemetry = None;
     let result = match cli.command {
         Command::Serve(args) => match serve_config(args.clone()) {
+            Ok(config) if args.check => {
+                println!("weir serve: {}", config_summary(&config));
+                Ok(())
+            }
             Ok(config) => {
                 // SIGHUP and POST /reload read the file again, with the same overrides.
+                let log_format = args.log_format;
                 let load: Option<gateway::Loader> = args
                     .config
                     .is_some()
@@ -166,7 +201,7 @@ fn main() -> ExitCode {
                     // The trace exporter's batch task runs on the runtime.
                     let _entered = runtime.enter();
                     telemetry::init(
-                        cli.log_format.unwrap_or(config.log.format),
+                        log_format.unwrap_or(config.log.format),
                         &config.log.level,
                         config.tracing.as_ref(),
                     )
@@ -188,7 +223,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Demo(args) => {
-            match telemetry::init(cli.log_format.unwrap_or(LogFormat::Text), "info", None) {
+            match telemetry::init(args.log_format, "info", None) {
                 Ok(installed) => telemetry = Some(installed),
                 Err(e) => eprintln!("weir: logging: {e}"),
             }
@@ -344,6 +379,30 @@ mod tests {
         assert_eq!(config.timeouts.max_call, Some(Duration::from_secs(300)));
         assert!(config.admin.is_some());
         assert_eq!(config.cors.allow_origins, ["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn check_summarises_a_valid_configuration() {
+        let config = serve(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--check",
+        ])
+        .unwrap();
+        assert_eq!(
+            config_summary(&config),
+            "configuration OK: 1 listener, 1 cluster, 1 route"
+        );
+    }
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(telemetry::colour_logs(true, None));
+        assert!(telemetry::colour_logs(true, Some("".into())));
+        assert!(!telemetry::colour_logs(true, Some("1".into())));
+        assert!(!telemetry::colour_logs(false, None));
     }
 
     #[test]

@@ -37,7 +37,13 @@ pub(crate) fn init(
         .unwrap_or_else(|_| EnvFilter::new("info"))
         // Call spans are for the trace exporter, not for the log lines.
         .add_directive("weir::call=off".parse().map_err(|e| format!("{e}"))?);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let ansi = colour_logs(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR"),
+    );
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),
@@ -78,6 +84,12 @@ pub(crate) fn init(
     Ok(Telemetry {
         provider: Some(provider),
     })
+}
+
+/// Whether text logs are coloured: only on a terminal, and not when `NO_COLOR` is set to
+/// anything but the empty string (<https://no-color.org>).
+pub(crate) fn colour_logs(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 impl Telemetry {
