@@ -90,6 +90,11 @@ pub(crate) struct WebTransport {
     /// Most concurrent calls per session; default 100.
     #[serde(default = "default_wt_calls")]
     pub(crate) max_calls_per_session: u32,
+    /// `host` or `host:port` under which browsers reach this instance's WebTransport
+    /// listener directly, named in the discovery document instead of the host the page
+    /// reached (for instances behind a load balancer with their own certificates).
+    #[serde(default)]
+    pub(crate) advertise: Option<String>,
 }
 
 impl WebTransport {
@@ -102,6 +107,7 @@ impl WebTransport {
             key: None,
             max_sessions: default_wt_sessions(),
             max_calls_per_session: default_wt_calls(),
+            advertise: None,
         }
     }
 }
@@ -430,6 +436,13 @@ impl Config {
             }
             if wt.cert.is_some() != wt.key.is_some() {
                 return Err("webtransport.cert, webtransport.key: give both or neither (neither: a development certificate)".to_owned());
+            }
+            if let Some(authority) = &wt.advertise
+                && (authority.parse::<http::uri::Authority>().is_err() || authority.contains('@'))
+            {
+                return Err(format!(
+                    "webtransport.advertise: {authority:?} is not a host or host:port such as wt1.example.com:4433"
+                ));
             }
             if wt.max_calls_per_session == 0 || wt.max_sessions == 0 {
                 return Err("webtransport.max_sessions, webtransport.max_calls_per_session: must be at least 1".to_owned());

@@ -23,7 +23,9 @@ use weir::page::Page;
 use weir::proxy::{ClusterConfig, Proxy};
 use weir::server::{Drain, Server};
 use weir::webtransport::discovery::{Discovery, DiscoveryService};
-use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer};
+use weir::webtransport::{
+    CertificateHashes, ServerIdentity, WebTransportConfig, WebTransportServer,
+};
 
 use crate::config::{Config, Upstream};
 use crate::{Hangups, Signals};
@@ -106,6 +108,9 @@ pub(crate) async fn run(
             // token ends the calls still open with UNAVAILABLE, whose trailers get a moment
             // to reach clients before the last sessions are closed.
             .shutdown_grace(config.timeouts.shutdown_grace + FLUSH_TIME);
+        // Pages may pin only a certificate valid at most 14 days (the development one); an
+        // ordinary certificate is verified by the browser the usual way, so no hashes.
+        let pinnable = identity.browsers_may_pin();
         let server = WebTransportServer::bind(wt.address, identity, wt_config)
             .map_err(|e| format!("webtransport {}: cannot listen: {e}", wt.address))?;
         let hashes = server.certificate_hashes();
@@ -125,7 +130,16 @@ pub(crate) async fn run(
             &format!("webtransport on {}{via}", server.url(&host)),
         )?;
         let port = server_port(&server);
-        webtransport = Some((server, Discovery::new(hashes, port, wt.path.clone())));
+        let published = if pinnable {
+            hashes
+        } else {
+            CertificateHashes::default()
+        };
+        let mut discovery = Discovery::new(published, port, wt.path.clone());
+        if let Some(authority) = &wt.advertise {
+            discovery = discovery.advertise(authority.clone());
+        }
+        webtransport = Some((server, discovery));
     }
     let discovery = webtransport
         .as_ref()

@@ -43,6 +43,7 @@ pub struct Discovery {
     hashes: CertificateHashes,
     port: u16,
     path: String,
+    advertise: Option<String>,
 }
 
 impl Discovery {
@@ -53,16 +54,35 @@ impl Discovery {
             hashes,
             port,
             path: path.into(),
+            advertise: None,
         }
     }
 
+    /// Names this listener as `authority` (`host` or `host:port`, the port defaulting to the
+    /// listener's) in every document, instead of the host the client reached. Behind a load
+    /// balancer, where each instance has its own development certificate, this sends a page
+    /// to the very instance whose certificate hashes it was given.
+    pub fn advertise(mut self, authority: impl Into<String>) -> Self {
+        self.advertise = Some(authority.into());
+        self
+    }
+
     /// The document (JSON) for a client that reached the HTTP listener as `host`: the
-    /// WebTransport listener is on the same host, another port.
+    /// WebTransport listener is on the same host, another port (or where
+    /// [`advertise`](Self::advertise) says).
     pub fn document(&self, host: &str) -> String {
-        let url = format!(
-            "https://{host}:{}{}?v={PROTOCOL_VERSION}",
-            self.port, self.path
-        );
+        let authority = match &self.advertise {
+            Some(authority)
+                if authority
+                    .parse::<http::uri::Authority>()
+                    .is_ok_and(|a| a.port().is_some()) =>
+            {
+                authority.clone()
+            }
+            Some(host) => format!("{host}:{}", self.port),
+            None => format!("{host}:{}", self.port),
+        };
+        let url = format!("https://{authority}{}?v={PROTOCOL_VERSION}", self.path);
         self.hashes.document(&url)
     }
 }
@@ -202,5 +222,29 @@ mod tests {
         let response = get(service, DISCOVERY_PATH, None).await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
         assert!(response.body().contains("no WebTransport listener"));
+    }
+
+    #[test]
+    fn the_url_names_the_host_reached_or_the_advertised_one() {
+        let url = |doc: String| {
+            weir_codec::webtransport::Discovery::from_json(&doc)
+                .unwrap()
+                .url
+        };
+        let discovery = Discovery::new(CertificateHashes::default(), 4433, "/weir");
+        assert_eq!(
+            url(discovery.document("lb.example.com")),
+            "https://lb.example.com:4433/weir?v=1"
+        );
+        let named = discovery.clone().advertise("wt1.example.com");
+        assert_eq!(
+            url(named.document("lb.example.com")),
+            "https://wt1.example.com:4433/weir?v=1"
+        );
+        let ported = discovery.advertise("10.0.0.7:9443");
+        assert_eq!(
+            url(ported.document("lb.example.com")),
+            "https://10.0.0.7:9443/weir?v=1"
+        );
     }
 }

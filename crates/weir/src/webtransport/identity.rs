@@ -74,6 +74,22 @@ impl ServerIdentity {
         matches!(self.kind, Kind::Development { .. })
     }
 
+    /// Whether browsers may be told this identity's certificate hashes: a page that passes
+    /// `serverCertificateHashes` has the certificate checked against them *instead of* the Web
+    /// PKI, and browsers accept that only for certificates valid at most 14 days. True for the
+    /// development certificate and for a certificate file of that kind; false for an ordinary
+    /// (CA-issued, longer-lived) certificate, which pages must verify the usual way.
+    pub fn browsers_may_pin(&self) -> bool {
+        match &self.kind {
+            Kind::Development { .. } => true,
+            Kind::Fixed(identity) => identity
+                .certificate_chain()
+                .as_slice()
+                .first()
+                .is_some_and(|leaf| short_lived(leaf.der())),
+        }
+    }
+
     /// The identity to serve now: for development a fresh certificate (wtransport makes
     /// ECDSA P-256 certificates valid for 14 days, as `serverCertificateHashes` requires).
     pub(crate) fn current(&self) -> Result<Identity, BoxError> {
@@ -81,6 +97,18 @@ impl ServerIdentity {
             Kind::Development { names } => Ok(Identity::self_signed(names)?),
             Kind::Fixed(identity) => Ok(identity.clone_identity()),
         }
+    }
+}
+
+/// Whether a DER certificate is valid for at most the 14 days `serverCertificateHashes` allows.
+fn short_lived(der: &[u8]) -> bool {
+    const FOURTEEN_DAYS: i64 = 14 * 24 * 60 * 60;
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => {
+            let validity = cert.validity();
+            validity.not_after.timestamp() - validity.not_before.timestamp() <= FOURTEEN_DAYS
+        }
+        Err(_) => false,
     }
 }
 
