@@ -12,10 +12,12 @@
 // of the navigation. WebKit's driver reports none of them, so there the page
 // watches itself from a script run right after the load event (WATCHER in
 // engines.ts): console.error/warn, uncaught errors, and the page's own fetch
-// and XHR failures and error statuses from then on; not the page's first run
-// (its WebTransport detection — the test checks its visible outcome instead),
-// nor messages and requests of the engine itself (the favicon: the server's
-// answer to it is checked below, and the server log for every engine).
+// and XHR failures and error statuses from then on; the page's first run (its
+// WebTransport detection) is loaded again in a standalone MiniBrowser that
+// prints its console (console calls and uncaught errors, not requests; the
+// test also checks the detection's visible outcome). Messages and requests of
+// the engine itself are not seen in WebKit (the favicon: the server's answer
+// to it is checked below, and the server log for every engine).
 
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -27,6 +29,8 @@ import { CLIENT_DIR, clientTargets, freePort, serveFiles, startWeirDemo, type We
 const weir = clientTargets().find((t) => t.isWeir);
 const PAGE = readFileSync(resolve(CLIENT_DIR, "../../crates/gateway/src/assets/index.html"), "utf8");
 const STREAM_PATH = "/grpc.testing.TestService/StreamingOutputCall";
+/** How long a standalone browser gets to load a page and run it (Engine.consoleAtLoad). */
+const FIRST_RUN_MS = 4000;
 
 /**
  * The verdict: nothing went wrong but the requests the test aborted itself
@@ -158,10 +162,23 @@ for (const spec of engines()) {
           assert.ok(log.errorStatus.some((r) => new URL(r.url).pathname === "/missing.png"), `the engine's own request (an image) in ${all}`);
         }
         assert.throws(() => assertQuiet(log, {}));
+        if (engine.consoleAtLoad !== undefined) {
+          const atLoad = await engine.consoleAtLoad(`${noisy.origin}/`, FIRST_RUN_MS, /before load/);
+          assert.ok(atLoad.some((l) => /before load/.test(l)), `the console before the load event, on its own: ${JSON.stringify(atLoad)}`);
+        }
       } finally {
         await p.close();
         await noisy.close();
       }
+    });
+
+    test("the page's first run is quiet too, where the log starts at the load event", { timeout: 30_000 }, async (t) => {
+      assert.ok(engine && sut);
+      if (engine.consoleAtLoad === undefined) {
+        t.skip(`${engine.name} watches from the start of the navigation`);
+        return;
+      }
+      assert.deepEqual(await engine.consoleAtLoad(`${sut.server.url}/`, FIRST_RUN_MS), []);
     });
 
     test("every call succeeds and the browser reports nothing", { timeout: 90_000 }, async () => {

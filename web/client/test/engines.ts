@@ -24,8 +24,9 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import type { Browser as PwBrowser, BrowserContext as PwContext } from "playwright-core";
 import { chromium } from "playwright-core";
 import type { WebDriver } from "selenium-webdriver";
@@ -78,6 +79,13 @@ export interface Engine {
   readonly watchCoverage: string;
   /** Whether `EnginePage.log` sees the page from the start of its navigation (else from its load event). */
   readonly watchesFromStart: boolean;
+  /**
+   * Where the watch starts late (WebKit): console errors and warnings (and
+   * uncaught errors) that a fresh browser of this engine, run on its own
+   * outside the driver, prints while it loads `url` and runs it for
+   * `settleMs` — or until a line matches `until`.
+   */
+  consoleAtLoad?(url: string, settleMs: number, until?: RegExp): Promise<string[]>;
   /** Opens `url` in a fresh page (its own storage, service workers and cookies). */
   open(url: string, opts?: OpenOptions): Promise<EnginePage>;
   close(): Promise<void>;
@@ -175,7 +183,8 @@ const emptyLog = (): PageLog => ({ complaints: [], failed: [], errorStatus: [] }
  *    starts — network failures (rejected fetch; XHR error, abort, timeout) and
  *    HTTP statuses of 400 or more;
  *  - does not see: anything before the load event (the page's first run,
- *    e.g. its feature detection); messages the engine logs itself (e.g.
+ *    e.g. its feature detection: Engine.consoleAtLoad covers its console
+ *    calls and uncaught errors, not its requests); messages the engine logs itself (e.g.
  *    "Failed to load resource", security or CSP messages), which bypass the
  *    console object; requests the engine makes on its own (favicon, images,
  *    scripts: WebKit's resource timing has no status and no entry for a
@@ -461,11 +470,41 @@ async function launchWebKit(_o: LaunchOptions): Promise<Engine> {
   };
   let evalSeq = 0;
   return {
+    // MiniBrowser's console-to-stdout setting does not reach the windows
+    // automation opens, but it works for a MiniBrowser of its own: that one
+    // covers the page's first run, which the WATCHER cannot (it prints console
+    // calls and uncaught errors, not the engine's network messages).
+    async consoleAtLoad(url, settleMs, until) {
+      // A profile of its own (not --private: its windows ignore the setting).
+      const profile = mkdtempSync(join(tmpdir(), "weir-minibrowser-"));
+      const mb = spawn(miniBrowserPath(), ["--enable-write-console-messages-to-stdout=true", url], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, DISPLAY: xvfb.display, HOME: profile, XDG_DATA_HOME: profile, XDG_CACHE_HOME: profile, XDG_CONFIG_HOME: profile },
+      });
+      const c = child(mb);
+      let out = "";
+      let seen = () => {};
+      const matched = new Promise<void>((r) => (seen = r));
+      const take = (d: Buffer) => {
+        out += d.toString();
+        if (until?.test(out) === true) seen();
+      };
+      // The messages come on stderr (unbuffered), with GTK's chatter; read both.
+      mb.stdout?.on("data", take);
+      mb.stderr?.on("data", take);
+      try {
+        await Promise.race([sleep(settleMs), matched]);
+      } finally {
+        await c.stop();
+        rmSync(profile, { recursive: true, force: true });
+      }
+      return out.split("\n").filter((l) => /\bCONSOLE (?:\w+ )?(?:ERROR|WARN)/.test(l));
+    },
     name: "webkit",
     version,
     watchesFromStart: false,
     watchCoverage:
-      "from a script the test runs after the load event (no console or network events in classic WebDriver): console.error/warn calls, uncaught errors and the page's fetch/XHR failures and statuses ≥ 400 after load; not the page's first run, not the engine's own messages or requests",
+      "from a script the test runs after the load event (no console or network events in classic WebDriver): console.error/warn calls, uncaught errors and the page's fetch/XHR failures and statuses ≥ 400; not the engine's own messages or requests. The page's first run: console calls and uncaught errors only, from a standalone MiniBrowser (consoleAtLoad)",
     async open(url, opts = {}) {
       const handle = await onWindow(current, async () => {
         await driver.switchTo().newWindow("tab");
