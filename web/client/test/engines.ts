@@ -20,7 +20,8 @@
 // `open(url, { watch: true })` also keeps a PageLog of what a user's console
 // would show, natively where the driver can (Chromium, Firefox) and from a
 // script installed after the load event in WebKit (see WATCHER: what it does
-// not see is listed there and in each Engine's `watchCoverage`).
+// not see is listed there and in each Engine's `watchCoverage`), with the
+// page's first run in WebKit checked by `consoleAtLoad`.
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
@@ -176,7 +177,9 @@ const emptyLog = (): PageLog => ({ complaints: [], failed: [], errorStatus: [] }
  * messages, page errors or network events, has no log endpoint and no
  * init scripts, and MiniBrowser's console-to-stdout setting does not reach the
  * windows automation opens. So the page watches itself, from a script run
- * right after the load event, into `window.weirPageLog`:
+ * right after the load event, into `window.weirPageLog`. (Firefox runs it
+ * too, as a preload script from the start, for the requests BiDi does not
+ * report.)
  *
  *  - sees: console.error / console.warn calls by page scripts, uncaught errors
  *    and unhandled rejections, and every fetch() and XMLHttpRequest the page
