@@ -257,8 +257,8 @@ for (const spec of engines()) {
           test("deadline → DEADLINE_EXCEEDED, promptly", T, async () => {
             const out = await run({ method: "StreamingOutputCall", requests: [{ responseParameters: [{ size: 1 }, { size: 1, intervalUs: 10_000_000 }] }], timeoutMs: 400 });
             assert.equal(out.code, C.DEADLINE_EXCEEDED, out.message);
-            // weir flushes the first message at once; connect-node may hold it.
-            if (target.isWeir) assert.equal(out.count, 1, `${kind} ${format}: the first message arrives before the deadline`);
+            // Every server here flushes the first message at once.
+            assert.equal(out.count, 1, `${kind} ${format}: the first message arrives before the deadline`);
             assert.ok(out.endAt < 3000, `ended after ${out.endAt} ms`);
           });
 
@@ -304,6 +304,10 @@ for (const spec of engines()) {
               cancel: { at: "afterMessages", count: 1, delayMs: 300 },
             });
             assert.equal(out.count, 1);
+            // The first message comes at once and the cancel ends the call at
+            // once, not when the server's second message (20 s later) arrives.
+            assert.ok(out.firstMessageAt !== null && out.firstMessageAt < 3000, `first message after ${out.firstMessageAt} ms`);
+            assert.ok(out.endAt < 3000 + 300, `ended after ${out.endAt} ms`);
           });
 
           test("network failure → UNAVAILABLE", T, async () => {

@@ -17,10 +17,17 @@
 //
 // Page errors are collected inside the page (see PRELUDE in harness.ts), the
 // same way in every engine: WebKit's driver has no console or error events.
+// `open(url, { watch: true })` also keeps a PageLog of what a user's console
+// would show, natively where the driver can (Chromium, Firefox) and from a
+// script installed after the load event in WebKit (see WATCHER: what it does
+// not see is listed there and in each Engine's `watchCoverage`), with the
+// page's first run in WebKit checked by `consoleAtLoad`.
 
+import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import type { Browser as PwBrowser, BrowserContext as PwContext } from "playwright-core";
 import { chromium } from "playwright-core";
 import type { WebDriver } from "selenium-webdriver";
@@ -40,7 +47,24 @@ export interface EnginePage {
   waitFor<A>(fn: (arg: A) => unknown, arg: A, timeoutMs?: number): Promise<void>;
   /** Uncaught errors and unhandled rejections the page recorded so far. */
   errors(): Promise<string[]>;
+  /** What the page did so far that its console would show (pages opened with `watch`). */
+  log(): Promise<PageLog>;
   close(): Promise<void>;
+}
+
+/** What a page did that a user (or their console) would notice. */
+export interface PageLog {
+  /** Console messages of level error or warning, and uncaught errors / unhandled rejections. */
+  complaints: string[];
+  /** Requests that failed at the network level (including aborted ones): URL and the engine's reason. */
+  failed: { url: string; reason: string }[];
+  /** Responses with an HTTP status of 400 or more. */
+  errorStatus: { url: string; status: number }[];
+}
+
+export interface OpenOptions {
+  /** Keep a PageLog from the start of the navigation (from its load event in WebKit). */
+  watch?: boolean;
 }
 
 export interface LaunchOptions {
@@ -52,8 +76,19 @@ export interface Engine {
   readonly name: EngineName;
   /** e.g. "Chromium 156.0.8078.114". */
   readonly version: string;
+  /** What `EnginePage.log` sees in this engine, in a sentence. */
+  readonly watchCoverage: string;
+  /** Whether `EnginePage.log` sees the page from the start of its navigation (else from its load event). */
+  readonly watchesFromStart: boolean;
+  /**
+   * Where the watch starts late (WebKit): console errors and warnings (and
+   * uncaught errors) that a fresh browser of this engine, run on its own
+   * outside the driver, prints while it loads `url` and runs it for
+   * `settleMs` — or until a line matches `until`.
+   */
+  consoleAtLoad?(url: string, settleMs: number, until?: RegExp): Promise<string[]>;
   /** Opens `url` in a fresh page (its own storage, service workers and cookies). */
-  open(url: string): Promise<EnginePage>;
+  open(url: string, opts?: OpenOptions): Promise<EnginePage>;
   close(): Promise<void>;
 }
 
@@ -133,6 +168,68 @@ async function pollUntil<A>(page: Pick<EnginePage, "evaluate">, fn: (arg: A) => 
   }
 }
 
+const notWatched = (): Promise<PageLog> => Promise.reject(new Error("this page was opened without { watch: true }"));
+
+const emptyLog = (): PageLog => ({ complaints: [], failed: [], errorStatus: [] });
+
+/**
+ * WebKit's watcher: WebKitWebDriver (classic WebDriver) reports no console
+ * messages, page errors or network events, has no log endpoint and no
+ * init scripts, and MiniBrowser's console-to-stdout setting does not reach the
+ * windows automation opens. So the page watches itself, from a script run
+ * right after the load event, into `window.weirPageLog`. (Firefox runs it
+ * too, as a preload script from the start, for the requests BiDi does not
+ * report.)
+ *
+ *  - sees: console.error / console.warn calls by page scripts, uncaught errors
+ *    and unhandled rejections, and every fetch() and XMLHttpRequest the page
+ *    starts — network failures (rejected fetch; XHR error, abort, timeout) and
+ *    HTTP statuses of 400 or more;
+ *  - does not see: anything before the load event (the page's first run,
+ *    e.g. its feature detection: Engine.consoleAtLoad covers its console
+ *    calls and uncaught errors, not its requests); messages the engine logs itself (e.g.
+ *    "Failed to load resource", security or CSP messages), which bypass the
+ *    console object; requests the engine makes on its own (favicon, images,
+ *    scripts: WebKit's resource timing has no status and no entry for a
+ *    failed load); a fetch response body that fails after its headers.
+ */
+export const WATCHER = `(() => {
+  if (window.weirPageLog) return;
+  const log = (window.weirPageLog = { complaints: [], failed: [], errorStatus: [] });
+  const text = (v) => (v instanceof Error ? v.name + ": " + v.message : typeof v === "object" ? (() => { try { return JSON.stringify(v); } catch { return String(v); } })() : String(v));
+  for (const [level, name] of [["error", "error"], ["warn", "warning"]]) {
+    const original = console[level];
+    console[level] = function (...args) {
+      log.complaints.push("console." + name + ": " + args.map(text).join(" "));
+      return original.apply(this, args);
+    };
+  }
+  addEventListener("error", (e) => log.complaints.push("uncaught: " + text(e.error ?? e.message)));
+  addEventListener("unhandledrejection", (e) => log.complaints.push("uncaught: " + text(e.reason)));
+  const abs = (u) => { try { return new URL(u, location.href).href; } catch { return String(u); } };
+  const fetch = window.fetch;
+  window.fetch = function (input, init) {
+    const url = abs(input instanceof Request ? input.url : input);
+    return fetch.apply(this, arguments).then(
+      (r) => { if (r.status >= 400) log.errorStatus.push({ url, status: r.status }); return r; },
+      (e) => { log.failed.push({ url, reason: (e && e.name) || String(e) }); throw e; },
+    );
+  };
+  const open = XMLHttpRequest.prototype.open;
+  const send = XMLHttpRequest.prototype.send;
+  const urls = new WeakMap();
+  XMLHttpRequest.prototype.open = function (method, url) {
+    urls.set(this, abs(url));
+    return open.apply(this, arguments);
+  };
+  XMLHttpRequest.prototype.send = function () {
+    const url = urls.get(this) ?? "?";
+    for (const reason of ["error", "abort", "timeout"]) this.addEventListener(reason, () => log.failed.push({ url, reason }));
+    this.addEventListener("load", () => { if (this.status >= 400) log.errorStatus.push({ url, status: this.status }); });
+    return send.apply(this, arguments);
+  };
+})();`;
+
 const readErrors = (page: Pick<EnginePage, "evaluate">) =>
   page.evaluate(() => ((window as { weirPageErrors?: string[] }).weirPageErrors ?? []).slice(), undefined).catch((e: unknown) => [`could not read the page's errors: ${String(e)}`]);
 
@@ -159,9 +256,23 @@ async function launchChromium(o: LaunchOptions): Promise<Engine> {
   return {
     name: "chromium",
     version: `Chromium ${browser.version()}`,
-    async open(url) {
+    watchesFromStart: true,
+    watchCoverage: "everything, natively (CDP): console errors and warnings, also the engine's own; uncaught errors; every failed request and HTTP status ≥ 400, also the engine's own requests, from the start of the navigation",
+    async open(url, opts = {}) {
       const ctx: PwContext = await browser.newContext();
       const page = await ctx.newPage();
+      let log: PageLog | undefined;
+      if (opts.watch === true) {
+        const l = (log = emptyLog());
+        page.on("console", (m) => {
+          if (m.type() === "error" || m.type() === "warning") l.complaints.push(`console.${m.type()}: ${m.text()}`);
+        });
+        page.on("pageerror", (e) => l.complaints.push(`uncaught: ${e.stack ?? e.message}`));
+        page.on("requestfailed", (r) => l.failed.push({ url: r.url(), reason: r.failure()?.errorText ?? "?" }));
+        page.on("response", (r) => {
+          if (r.status() >= 400) l.errorStatus.push({ url: r.url(), status: r.status() });
+        });
+      }
       await page.goto(url);
       const p: EnginePage = {
         evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
@@ -169,6 +280,7 @@ async function launchChromium(o: LaunchOptions): Promise<Engine> {
           await page.waitForFunction(fn as never, arg, { timeout: timeoutMs });
         },
         errors: () => readErrors(p),
+        log: log === undefined ? notWatched : async () => structuredClone(log),
         close: () => ctx.close(),
       };
       return p;
@@ -193,20 +305,64 @@ async function launchFirefox(_o: LaunchOptions): Promise<Engine> {
   return {
     name: "firefox",
     version,
-    async open(url) {
+    watchesFromStart: true,
+    watchCoverage:
+      "from the start of the navigation: natively (WebDriver BiDi log and network events) console errors and warnings, also some of the engine's own, uncaught errors, HTTP statuses ≥ 400 and requests that fail once sent, also the engine's own; plus, from a preload script, the page's fetch/XHR calls that fail before they are sent (no BiDi event)",
+    async open(url, opts = {}) {
       const ctx = await browser.createBrowserContext();
       const page = await ctx.newPage();
+      let log: PageLog | undefined;
+      if (opts.watch === true) {
+        const l = (log = emptyLog());
+        // BiDi reports no network event for a request that fails before it
+        // is sent (e.g. connection refused): the watcher, installed before
+        // the page's scripts run, adds the page's own failed fetch/XHR calls.
+        await page.evaluateOnNewDocument(WATCHER);
+        page.on("console", (m) => {
+          if (m.type() === "error" || m.type() === "warn") l.complaints.push(`console.${m.type() === "warn" ? "warning" : "error"}: ${m.text()}`);
+        });
+        page.on("pageerror", (e) => l.complaints.push(`uncaught: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`));
+        page.on("requestfailed", (r) => l.failed.push({ url: r.url(), reason: r.failure()?.errorText ?? "?" }));
+        page.on("response", (r) => {
+          if (r.status() >= 400) l.errorStatus.push({ url: r.url(), status: r.status() });
+        });
+      }
       await page.goto(url);
       const p: EnginePage = {
         evaluate: (fn, arg) => page.evaluate(fn as never, arg) as never,
         waitFor: (fn, arg, timeoutMs = 15_000) => pollUntil(p, fn, arg, timeoutMs),
         errors: () => readErrors(p),
+        log:
+          log === undefined
+            ? notWatched
+            : async () => {
+                assert(log !== undefined);
+                const own = await p.evaluate(() => (window as { weirPageLog?: PageLog }).weirPageLog?.failed ?? [{ url: "?", reason: "the page lost its watcher" }], undefined);
+                return { ...structuredClone(log), failed: mergeFailed(log.failed, own) };
+              },
         close: () => ctx.close(),
       };
       return p;
     },
     close: () => browser.close(),
   };
+}
+
+/**
+ * The engine's failed requests plus those only the page saw, each failure
+ * once: a page-side failure of a URL the engine reported as often is the same
+ * request seen twice (an aborted fetch).
+ */
+function mergeFailed(engine: PageLog["failed"], page: PageLog["failed"]): PageLog["failed"] {
+  const unmatched = new Map<string, number>();
+  for (const f of engine) unmatched.set(f.url, (unmatched.get(f.url) ?? 0) + 1);
+  const out = [...engine];
+  for (const f of page) {
+    const n = unmatched.get(f.url) ?? 0;
+    if (n > 0) unmatched.set(f.url, n - 1);
+    else out.push(f);
+  }
+  return out;
 }
 
 // ---- WebKitGTK: WebKitWebDriver (classic WebDriver) under Xvfb ---------------
@@ -317,13 +473,48 @@ async function launchWebKit(_o: LaunchOptions): Promise<Engine> {
   };
   let evalSeq = 0;
   return {
+    // MiniBrowser's console-to-stdout setting does not reach the windows
+    // automation opens, but it works for a MiniBrowser of its own: that one
+    // covers the page's first run, which the WATCHER cannot (it prints console
+    // calls and uncaught errors, not the engine's network messages).
+    async consoleAtLoad(url, settleMs, until) {
+      // A profile of its own (not --private: its windows ignore the setting).
+      const profile = mkdtempSync(join(tmpdir(), "weir-minibrowser-"));
+      const mb = spawn(miniBrowserPath(), ["--enable-write-console-messages-to-stdout=true", url], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, DISPLAY: xvfb.display, HOME: profile, XDG_DATA_HOME: profile, XDG_CACHE_HOME: profile, XDG_CONFIG_HOME: profile },
+      });
+      const c = child(mb);
+      let out = "";
+      let seen = () => {};
+      const matched = new Promise<void>((r) => (seen = r));
+      const take = (d: Buffer) => {
+        out += d.toString();
+        if (until?.test(out) === true) seen();
+      };
+      // The messages come on stderr (unbuffered), with GTK's chatter; read both.
+      mb.stdout?.on("data", take);
+      mb.stderr?.on("data", take);
+      try {
+        await Promise.race([sleep(settleMs), matched]);
+      } finally {
+        await c.stop();
+        rmSync(profile, { recursive: true, force: true });
+      }
+      return out.split("\n").filter((l) => /\bCONSOLE (?:\w+ )?(?:ERROR|WARN)/.test(l));
+    },
     name: "webkit",
     version,
-    async open(url) {
+    watchesFromStart: false,
+    watchCoverage:
+      "from a script the test runs after the load event (no console or network events in classic WebDriver): console.error/warn calls, uncaught errors and the page's fetch/XHR failures and statuses ≥ 400; not the engine's own messages or requests. The page's first run: console calls and uncaught errors only, from a standalone MiniBrowser (consoleAtLoad)",
+    async open(url, opts = {}) {
       const handle = await onWindow(current, async () => {
         await driver.switchTo().newWindow("tab");
         current = await driver.getWindowHandle();
         await driver.get(url);
+        // driver.get returns after the load event: the earliest a script can run.
+        if (opts.watch === true) await driver.executeScript(WATCHER);
         return current;
       });
       // A pending evaluation would block the queue: start each in the page,
@@ -354,6 +545,10 @@ async function launchWebKit(_o: LaunchOptions): Promise<Engine> {
         },
         waitFor: (fn, arg, timeoutMs = 15_000) => pollUntil(p, fn, arg, timeoutMs),
         errors: () => readErrors(p),
+        log:
+          opts.watch === true
+            ? () => p.evaluate(() => (window as { weirPageLog?: PageLog }).weirPageLog ?? { complaints: ["the page lost its watcher (navigated?)"], failed: [], errorStatus: [] }, undefined)
+            : notWatched,
         close: () =>
           onWindow(handle, async () => {
             await driver.close();

@@ -35,16 +35,16 @@ function decodeQuads(text: string): Uint8Array {
   return Buffer.concat(parts);
 }
 
-/** Bytes to base64, emitted as data arrives; only the last piece is padded. */
+/**
+ * Bytes to base64, each chunk encoded (and padded) on its own as it arrives,
+ * as weir does per frame. Carrying the last 1–2 bytes of a chunk over to the
+ * next one would hold every message back until the next one is written (an
+ * idle stream's last message until the stream ends).
+ */
 export async function* encodeBase64Stream(body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-  let carry = Buffer.alloc(0);
   for await (const chunk of body) {
-    const all = Buffer.concat([carry, chunk]);
-    const whole = all.length - (all.length % 3);
-    carry = all.subarray(whole);
-    if (whole > 0) yield Buffer.from(all.subarray(0, whole).toString("base64"), "latin1");
+    if (chunk.length > 0) yield Buffer.from(Buffer.from(chunk).toString("base64"), "latin1");
   }
-  if (carry.length > 0) yield Buffer.from(carry.toString("base64"), "latin1");
 }
 
 /** Present a text request to the binary handler. */
