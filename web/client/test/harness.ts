@@ -191,12 +191,20 @@ export async function freePort(udp = false): Promise<number> {
   return port;
 }
 
-/** The interop targets (INTEROP_TARGETS, WEIR_BIN, WEIR_REQUIRE), weir with its admin listener. */
+/**
+ * The servers the client suites run against, of the interop targets (INTEROP_TARGETS,
+ * WEIR_BIN, WEIR_REQUIRE): `weir demo` (with its admin listener) and connect-node's reference
+ * server. The `weir serve` targets are left to web/interop's suites, which check what reaches
+ * their upstreams; here they used to start the reference server again under the gateway's
+ * names, which only repeated it.
+ */
 export function clientTargets(): ClientTarget[] {
-  return selectedTargets().map((t: Target): ClientTarget => {
-    const isWeir = t.name === weirTarget().name;
-    const base = { name: t.name, skip: t.skip, unavailable: t.unavailable, isWeir };
-    if (!isWeir) return { ...base, start: async (o) => ({ server: await referenceTarget.start(o), isWeir: false }) };
-    return { ...base, start: startWeir };
-  });
+  return selectedTargets()
+    .filter((t: Target) => t.name === weirTarget().name || t.name === referenceTarget.name)
+    .map((t: Target): ClientTarget => {
+      const isWeir = t.name === weirTarget().name;
+      const base = { name: t.name, skip: t.skip, unavailable: t.unavailable, isWeir };
+      if (!isWeir) return { ...base, start: async (o) => ({ server: await referenceTarget.start(o), isWeir: false }) };
+      return { ...base, start: startWeir };
+    });
 }
