@@ -64,6 +64,7 @@ pub(crate) async fn run(
         load,
         started: config,
         drain_delay: Mutex::new(None),
+        reloading: Mutex::new(()),
         metrics: metrics.clone(),
         drain: drain.clone(),
         trace,
@@ -245,6 +246,9 @@ struct Reloader {
     started: Config,
     /// The reloaded `timeouts.drain_delay`, once a reload changed it.
     drain_delay: Mutex<Option<Duration>>,
+    /// One reload at a time (SIGHUP and `POST /reload` may come together): the services
+    /// swapped are always of one configuration.
+    reloading: Mutex<()>,
     metrics: Metrics,
     drain: CancellationToken,
     trace: Option<Arc<TraceHook>>,
@@ -255,6 +259,10 @@ struct Reloader {
 impl Reloader {
     /// Reloads, or refuses an invalid configuration and keeps the running one; logs either.
     fn reload(&self, why: &str) -> Result<String, String> {
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let result = self.try_reload();
         match &result {
             Ok(message) => tracing::info!("{why}: {message}"),
