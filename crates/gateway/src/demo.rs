@@ -56,6 +56,8 @@ pub(crate) async fn run(args: DemoArgs) -> Result<(), String> {
         Some(DEMO_PAGE),
         "weir demo",
         crate::Signals::install(),
+        // Nothing to reload: a hangup of its terminal ends the demo.
+        None,
     )
     .await;
     stop_backend.cancel();

@@ -39,7 +39,8 @@ const FLUSH_TIME: Duration = Duration::from_secs(2);
 /// then listeners close and calls in flight have `timeouts.shutdown_grace`.
 ///
 /// `page` is served at `GET /` (the demo's page). `label` prefixes the lines printed on
-/// stdout (`weir serve: listening on http://...`).
+/// stdout (`weir serve: listening on http://...`). Without `hangups`, SIGHUP keeps its
+/// default action (the process ends, as when its terminal goes away).
 pub(crate) async fn run(
     config: Config,
     load: Option<Loader>,
@@ -47,8 +48,9 @@ pub(crate) async fn run(
     page: Option<&'static str>,
     label: &str,
     mut signals: Signals,
+    hangups: Option<Hangups>,
 ) -> Result<(), String> {
-    let mut hangups = Hangups::install();
+    let mut hangups = hangups.unwrap_or_else(Hangups::none);
     let metrics = Metrics::new();
     // Ends the calls still open at the end of the grace period.
     let drain = CancellationToken::new();

@@ -213,8 +213,17 @@ fn main() -> ExitCode {
                         // The signal handlers are installed inside the runtime, before
                         // anything listens.
                         runtime.block_on(async {
-                            let signals = Signals::install();
-                            gateway::run(config, load, trace, None, "weir serve", signals).await
+                            let (signals, hangups) = (Signals::install(), Hangups::install());
+                            gateway::run(
+                                config,
+                                load,
+                                trace,
+                                None,
+                                "weir serve",
+                                signals,
+                                Some(hangups),
+                            )
+                            .await
                         })
                     }
                     Err(e) => Err(e),
@@ -310,6 +319,16 @@ pub(crate) struct Hangups {
 }
 
 impl Hangups {
+    /// No handler: SIGHUP keeps its default action.
+    pub(crate) fn none() -> Self {
+        #[cfg(unix)]
+        {
+            Hangups { handler: None }
+        }
+        #[cfg(not(unix))]
+        Hangups {}
+    }
+
     pub(crate) fn install() -> Self {
         #[cfg(unix)]
         {
