@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 #![cfg(unix)]
 
+mod support;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
@@ -19,8 +20,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-const HANG_GUARD: Duration = Duration::from_secs(60);
+use support::{HANG_GUARD, WEIR, serve, terminate, wait_for_lines};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
@@ -92,12 +92,9 @@ async fn a_call_span_continues_the_client_trace_and_reaches_the_collector() {
             .await;
     });
 
-    let dir = std::env::temp_dir().join(format!("weir-tracing-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("weir.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut gateway = serve(
+        "tracing",
+        &format!(
             "[[listener]]\naddress = \"127.0.0.1:0\"\n\
              [clusters.up]\naddresses = [\"http://{upstream_addr}\"]\n\
              [routes]\n\"*\" = \"up\"\n\
@@ -105,30 +102,13 @@ async fn a_call_span_continues_the_client_trace_and_reaches_the_collector() {
              [log]\nformat = \"json\"\naccess = true\n\
              [tracing]\notlp_endpoint = \"http://{otlp_addr}\"\nservice_name = \"weir-under-test\"\n"
         ),
-    )
-    .unwrap();
-    let mut gateway = tokio::process::Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(gateway.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(HANG_GUARD, async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("weir serve exited");
-            if let Some((_, url)) = line.split_once("listening on ") {
-                return url.trim().to_owned();
-            }
-        }
-    })
-    .await
-    .expect("hang guard: weir serve did not start");
+        Stdio::piped(),
+    );
+    let url = wait_for_lines(&mut gateway.lines, &["listening on "])
+        .await
+        .remove(0);
     let stderr = tokio::spawn({
-        let mut err = BufReader::new(gateway.stderr.take().unwrap()).lines();
+        let mut err = BufReader::new(gateway.child.stderr.take().unwrap()).lines();
         async move {
             let mut all = Vec::new();
             while let Ok(Some(line)) = err.next_line().await {
@@ -164,14 +144,8 @@ async fn a_call_span_continues_the_client_trace_and_reaches_the_collector() {
     );
 
     // A stop exports what is still buffered.
-    let pid = gateway.id().unwrap().to_string();
-    let killed = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(HANG_GUARD, gateway.wait())
+    terminate(&gateway.child).await;
+    let status = tokio::time::timeout(HANG_GUARD, gateway.child.wait())
         .await
         .expect("hang guard: weir serve did not stop")
         .unwrap();
@@ -243,5 +217,4 @@ async fn a_call_span_continues_the_client_trace_and_reaches_the_collector() {
     ] {
         assert!(access[0].contains(field), "{field} in {}", access[0]);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,51 +4,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly by design.
 
+mod support;
+
 use std::process::Stdio;
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
-const HANG_GUARD: Duration = Duration::from_secs(60);
+use support::{HANG_GUARD, serve, wait_for_lines};
 
 /// Starts `weir serve` with `webtransport` as its `[webtransport]` table's extra keys and
 /// returns its discovery document.
 async fn discovery(name: &str, webtransport: &str) -> weir_codec::webtransport::Discovery {
-    let dir = std::env::temp_dir().join(format!("weir-discovery-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("weir.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut gateway = serve(
+        &format!("discovery-{name}"),
+        &format!(
             "[[listener]]\naddress = \"127.0.0.1:0\"\n\
              [clusters.up]\naddresses = [\"http://127.0.0.1:9\"]\n\
              [routes]\n\"*\" = \"up\"\n\
              [timeouts]\ndrain_delay = \"0s\"\n\
              [webtransport]\naddress = \"127.0.0.1:0\"\n{webtransport}\n"
         ),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(HANG_GUARD, async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("weir serve exited");
-            if let Some((_, url)) = line.split_once("listening on http://") {
-                return url.trim().to_owned();
-            }
-        }
-    })
-    .await
-    .expect("hang guard: weir serve did not start");
+        Stdio::inherit(),
+    );
+    let addr = wait_for_lines(&mut gateway.lines, &["listening on http://"])
+        .await
+        .remove(0);
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream
         .write_all(
@@ -63,7 +43,6 @@ async fn discovery(name: &str, webtransport: &str) -> weir_codec::webtransport::
         .unwrap();
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let _ = std::fs::remove_dir_all(&dir);
     weir_codec::webtransport::Discovery::from_json(body).unwrap()
 }
 
