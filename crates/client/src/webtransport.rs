@@ -365,10 +365,10 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The status of a call whose connection is gone. Only [`WebTransportClient::close`]
+    /// makes it `CANCELLED`: a connection closed locally otherwise is wtransport's answer to
+    /// the server's `CLOSE_WEBTRANSPORT_SESSION` (§2.4), a session the server ended.
     fn lost(&self, e: &quinn::ConnectionError) -> Status {
-        if matches!(e, quinn::ConnectionError::LocallyClosed) {
-            self.closed_locally.store(true, Ordering::SeqCst);
-        }
         session_status(&self.closed_locally, e.to_string())
     }
 

@@ -60,6 +60,18 @@ impl fmt::Display for TrailerError {
     }
 }
 
+impl TrailerError {
+    /// The line of the block (from 1) that is malformed.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// What is wrong with it.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl std::error::Error for TrailerError {}
 
 /// Decodes a trailer block tolerantly.

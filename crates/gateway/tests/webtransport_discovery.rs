@@ -57,7 +57,7 @@ async fn development_certificates_are_pinned_and_advertise_names_the_instance() 
     assert_eq!(plain.certificate_hashes.len(), 1);
 
     let named = discovery("advertise", "advertise = \"wt1.example.com:9443\"").await;
-    assert_eq!(named.url, "https://wt1.example.com:9443/weir?v=1");
+    assert_eq!(named.url, "https://wt1.example.com:9443/weir?v=2");
     assert_eq!(named.certificate_hashes.len(), 1);
 }
 

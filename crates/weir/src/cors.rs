@@ -180,34 +180,85 @@ impl OriginCheck {
         OriginCheck { cors, own_ports }
     }
 
-    /// Whether a session from `origin` (absent for non-browser clients) to `authority` may
-    /// proceed.
-    pub(crate) fn allows(&self, origin: Option<&str>, authority: &str) -> bool {
+    /// Whether a session from `origin` (absent for non-browser clients) to the server at
+    /// `host` and `port` (from the session request's `:authority`, normalized: lowercase, no
+    /// default port) may proceed: `docs/protocol/webtransport.md` §2.2. The origin must be
+    /// serialized as browsers serialize it, and is compared byte for byte.
+    pub(crate) fn allows(&self, origin: Option<&str>, host: &str, port: Option<u16>) -> bool {
         let Some(origin) = origin else {
             return true;
         };
-        let origin = origin.trim_end_matches('/');
-        let Some((_, origin_authority)) = origin.split_once("://") else {
+        if !is_serialized_origin(origin) {
             return false;
-        };
-        if origin_authority.eq_ignore_ascii_case(authority) {
+        }
+        // 1. Our own origin.
+        if origin == serialize_origin("https", host, port) {
             return true;
         }
-        // A page served by one of our own HTTP listeners on the same host: the demo page,
+        // 2. A page served by one of our own HTTP listeners on the same host: the demo page,
         // or an app the gateway serves next to its API.
-        if let (Ok(page), Ok(session)) = (
-            origin_authority.parse::<http::uri::Authority>(),
-            authority.parse::<http::uri::Authority>(),
-        ) && page.host().eq_ignore_ascii_case(session.host())
-            && page
-                .port_u16()
-                .is_some_and(|port| self.own_ports.contains(&port))
-        {
+        if self.own_ports.iter().any(|&own| {
+            origin == serialize_origin("http", host, Some(own))
+                || origin == serialize_origin("https", host, Some(own))
+        }) {
             return true;
         }
+        // 3. The CORS policy.
         match &self.cors.allowed {
             Allowed::Any => true,
-            Allowed::List(list) => HeaderValue::from_str(origin).is_ok_and(|o| list.contains(&o)),
+            Allowed::List(list) => list
+                .iter()
+                .any(|allowed| allowed.as_bytes() == origin.as_bytes()),
+        }
+    }
+}
+
+/// An origin as RFC 6454 §6.2 serializes it, in lowercase: `scheme://host[:port]`, the port
+/// left out when it is the scheme's default.
+fn serialize_origin(scheme: &str, host: &str, port: Option<u16>) -> String {
+    let default = match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    match port {
+        Some(port) if Some(port) != default => format!("{scheme}://{host}:{port}"),
+        _ => format!("{scheme}://{host}"),
+    }
+}
+
+/// Whether `origin` is an origin as browsers serialize it: a lowercase scheme, `://`, a
+/// lowercase host, an optional port that is not the scheme's default, and nothing else (no
+/// path, no trailing `/`). `null` is not.
+fn is_serialized_origin(origin: &str) -> bool {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_lowercase())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b));
+    if !scheme_ok
+        || rest.is_empty()
+        || rest
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b"/?#@ \\".contains(&b) || !b.is_ascii_graphic())
+    {
+        return false;
+    }
+    // A port: digits without a leading zero, and not the default one.
+    let port = if let Some(bracket) = rest.rfind(']') {
+        rest[bracket + 1..].strip_prefix(':')
+    } else {
+        rest.rsplit_once(':').map(|(_, port)| port)
+    };
+    match port {
+        None => true,
+        Some(port) => {
+            !port.starts_with('0')
+                && port.parse::<u16>().is_ok_and(|port| {
+                    serialize_origin(scheme, "h", Some(port)) != serialize_origin(scheme, "h", None)
+                })
         }
     }
 }
@@ -277,6 +328,36 @@ mod tests {
     }
 
     #[test]
+    fn webtransport_origins() {
+        let check = OriginCheck::new(
+            Cors::default().allow_origin("https://app.example").unwrap(),
+            vec![8080],
+        );
+        let allows = |origin| check.allows(origin, "127.0.0.1", Some(4433));
+        assert!(allows(None));
+        assert!(allows(Some("https://127.0.0.1:4433")));
+        assert!(allows(Some("http://127.0.0.1:8080")));
+        assert!(allows(Some("https://app.example")));
+        for refused in [
+            "HTTPS://127.0.0.1:4433",
+            "https://127.0.0.1:4433/",
+            "https://app.example/",
+            "https://APP.example",
+            "https://app.example:443",
+            "https://app.example:0443",
+            "null",
+            "https://evil.example",
+            "http://127.0.0.1:4433",
+            "http://127.0.0.1:8081",
+            "https://127.0.0.1:4433/x",
+        ] {
+            assert!(!allows(Some(refused)), "{refused}");
+        }
+        assert!(check.allows(Some("https://localhost"), "localhost", None));
+        assert!(check.allows(Some("https://[::1]:4433"), "[::1]", Some(4433)));
+    }
+
+    #[test]
     fn allows_listed_origins() {
         let cors = Cors::default().allow_origin("http://app:3000/").unwrap();
         assert!(matches!(
@@ -315,13 +396,14 @@ mod tests {
             Cors::default().allow_origin("http://app:3000").unwrap(),
             vec![8080],
         );
-        assert!(check.allows(None, "127.0.0.1:4433"));
-        assert!(check.allows(Some("http://app:3000"), "127.0.0.1:4433"));
-        assert!(check.allows(Some("https://127.0.0.1:4433"), "127.0.0.1:4433"));
-        assert!(!check.allows(Some("http://evil"), "127.0.0.1:4433"));
-        assert!(check.allows(Some("http://127.0.0.1:8080"), "127.0.0.1:4433"));
-        assert!(!check.allows(Some("http://127.0.0.1:8081"), "127.0.0.1:4433"));
-        assert!(!check.allows(Some("http://evil:8080"), "127.0.0.1:4433"));
+        let allows = |origin| check.allows(origin, "127.0.0.1", Some(4433));
+        assert!(allows(None));
+        assert!(allows(Some("http://app:3000")));
+        assert!(allows(Some("https://127.0.0.1:4433")));
+        assert!(!allows(Some("http://evil")));
+        assert!(allows(Some("http://127.0.0.1:8080")));
+        assert!(!allows(Some("http://127.0.0.1:8081")));
+        assert!(!allows(Some("http://evil:8080")));
     }
 
     #[test]

@@ -35,7 +35,7 @@
 //! | `server` | [`server`] | hyper's and hyper-util's servers |
 //! | `tls` | [`tls`], [`Server::serve_tls`](server::Server::serve_tls); implies `server` | rustls |
 //! | `proxy` | [`proxy`]; implies `metrics` (it counts upstream failures) | hyper's HTTP/2 client, rustls (TLS upstreams) |
-//! | `webtransport` | [`webtransport`] | wtransport (quinn, rustls) |
+//! | `webtransport` | [`webtransport`] | quinn, rustls, web-transport-proto, rcgen |
 //! | `metrics` | [`metrics`] | prometheus-client |
 //!
 //! # Runnable examples

@@ -87,15 +87,27 @@ impl RequestHead {
 
     /// Decodes the payload of a request header-block frame (without the 5-byte frame header).
     ///
-    /// Accepts what header blocks accept (`name:value`, bare LF, any case of names); the
-    /// block must hold exactly one `:path`, well-formed, and no other pseudo-header.
+    /// Accepts `name:value` without the space and lines ended by a bare LF (§3.2); names
+    /// must be lowercase, and the block must hold exactly one `:path`, well-formed, and no
+    /// other pseudo-header (§3.3).
     pub fn decode(block: &[u8]) -> Result<RequestHead, HeadError> {
         let mut path = None;
         // The block without its `:path` line, which becomes an empty line (skipped by the
         // parser) so that line numbers in errors stay those of the block.
         let mut rest = Vec::with_capacity(block.len());
-        for line in block.split_inclusive(|&b| b == b'\n') {
+        for (index, line) in block.split_inclusive(|&b| b == b'\n').enumerate() {
             let trimmed = line.trim_ascii_start();
+            let name_end = trimmed
+                .get(1..)
+                .and_then(|after| after.iter().position(|&b| b == b':'))
+                .map_or(trimmed.len(), |i| i + 1);
+            if trimmed[..name_end].iter().any(u8::is_ascii_uppercase) {
+                return Err(HeadError::UppercaseName {
+                    line: index + 1,
+                    name: String::from_utf8_lossy(trimmed[..name_end].trim_ascii_end())
+                        .into_owned(),
+                });
+            }
             if trimmed.first() != Some(&b':') {
                 rest.extend_from_slice(line);
                 continue;
@@ -105,7 +117,7 @@ impl RequestHead {
                 .position(|&b| b == b':')
                 .map_or(trimmed.len(), |i| i + 1);
             let name = trimmed[..colon].trim_ascii_end();
-            if !name.eq_ignore_ascii_case(PATH) {
+            if name != PATH {
                 return Err(HeadError::PseudoHeader(
                     String::from_utf8_lossy(name).into_owned(),
                 ));
@@ -157,6 +169,13 @@ pub enum HeadError {
     DuplicatePath,
     /// The block has a pseudo-header other than `:path` (reserved, §3.3).
     PseudoHeader(String),
+    /// A name has an uppercase letter (names must be lowercase, §3.2).
+    UppercaseName {
+        /// The line of the block, from 1.
+        line: usize,
+        /// The name as sent.
+        name: String,
+    },
     /// `:path` is not `/package.Service/Method`.
     NotMethodPath(String),
     /// `:path` has the shape of a method but is not a valid URI path.
@@ -188,7 +207,13 @@ impl fmt::Display for HeadError {
                 write!(f, ":path {path:?} is not /package.Service/Method")
             }
             HeadError::InvalidPath(path) => write!(f, ":path {path:?} is not a valid path"),
-            HeadError::Block(e) => write!(f, "request header block: {e}"),
+            HeadError::UppercaseName { line, name } => write!(
+                f,
+                "request header block, line {line}: the name {name:?} is not lowercase"
+            ),
+            HeadError::Block(e) => {
+                write!(f, "request header block, line {}: {}", e.line(), e.reason())
+            }
         }
     }
 }
@@ -216,8 +241,8 @@ mod tests {
         assert_eq!(head.headers()["content-type"], "application/grpc+proto");
         assert_eq!(head.headers().get_all("x-a").iter().count(), 2);
         assert_eq!(head.headers().len(), 4);
-        // Tolerated: no space, bare LF, upper case, :path not first, no final line break.
-        let head = RequestHead::decode(b"X-B:1\n  :PATH:/a.B/C  \nx-c: 2").unwrap();
+        // Tolerated: no space, bare LF, :path not first, no final line break.
+        let head = RequestHead::decode(b"x-b:1\n  :path:/a.B/C  \nx-c: 2").unwrap();
         assert_eq!(head.path(), "/a.B/C");
         assert_eq!(head.headers()["x-b"], "1");
         assert_eq!(head.headers()["x-c"], "2");
@@ -267,11 +292,23 @@ mod tests {
             ),
             (
                 b":path: /a.B/C\r\ngarbage\r\n",
-                "request header block: invalid trailer block, line 2: no ':' separator",
+                "request header block, line 2: no ':' separator",
             ),
             (
                 b":path: /a.B/C\r\nx: \x01\r\n",
-                "request header block: invalid trailer block, line 2: invalid value",
+                "request header block, line 2: invalid value",
+            ),
+            (
+                b":path: /a.B/C\r\nContent-Type: application/grpc\r\n",
+                "request header block, line 2: the name \"Content-Type\" is not lowercase",
+            ),
+            (
+                b":PATH: /a.B/C\r\n",
+                "request header block, line 1: the name \":PATH\" is not lowercase",
+            ),
+            (
+                b":path: /a.B/C\r\n:method: POST\r\n",
+                "request header block has the reserved pseudo-header \":method\"",
             ),
         ];
         for (block, message) in cases {

@@ -1,5 +1,6 @@
 //! weir's gRPC over WebTransport mapping (`docs/protocol/webtransport.md`): stream error
-//! codes, header blocks ([`head`]) and the discovery document ([`discovery`]).
+//! codes, header blocks ([`head`]), the end of a version-2 request ([`request`]) and the
+//! discovery document ([`discovery`]).
 //!
 //! # Stream error codes
 //!
@@ -15,9 +16,64 @@ use crate::Code;
 
 pub mod discovery;
 pub mod head;
+pub mod request;
 
 pub use discovery::{CertificateHash, DISCOVERY_PATH, Discovery, DiscoveryError, VERSION};
 pub use head::{HeadError, RequestHead, check_path, encode_block};
+pub use request::{END_OF_REQUEST, EndOfRequest};
+
+/// A version of the mapping (§8), named by the session request's query parameter `v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// The client ends a request by finishing its send side.
+    V1,
+    /// The client ends a request with [`END_OF_REQUEST`] and keeps its send side open until
+    /// the call ended, so that it can reset it to cancel the call.
+    V2,
+}
+
+impl Version {
+    /// The newest version.
+    pub const LATEST: Version = Version::V2;
+
+    /// The version a session request's query string asks for (`v=1`, `v=2`); `None` for a
+    /// missing or unknown one.
+    pub fn from_query(query: &str) -> Option<Version> {
+        match query.split('&').find_map(|pair| pair.strip_prefix("v="))? {
+            "1" => Some(Version::V1),
+            "2" => Some(Version::V2),
+            _ => None,
+        }
+    }
+
+    /// The value of the query parameter `v`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Version::V1 => "1",
+            Version::V2 => "2",
+        }
+    }
+}
+
+/// HTTP/3 error codes the mapping uses besides its own stream codes (§2.1, §2.4).
+pub mod http3 {
+    /// `H3_NO_ERROR`: a connection closed without an error.
+    pub const NO_ERROR: u64 = 0x100;
+    /// `H3_STREAM_CREATION_ERROR`: a unidirectional stream of a type the receiver refuses.
+    pub const STREAM_CREATION_ERROR: u64 = 0x103;
+    /// `H3_CLOSED_CRITICAL_STREAM`: a control stream ended.
+    pub const CLOSED_CRITICAL_STREAM: u64 = 0x104;
+    /// `H3_FRAME_UNEXPECTED`.
+    pub const FRAME_UNEXPECTED: u64 = 0x105;
+    /// `H3_SETTINGS_ERROR`: SETTINGS without what WebTransport needs.
+    pub const SETTINGS_ERROR: u64 = 0x109;
+    /// `H3_REQUEST_REJECTED`: a request stream beyond the connection's one session.
+    pub const REQUEST_REJECTED: u64 = 0x10b;
+    /// `H3_MESSAGE_ERROR`: a malformed session request.
+    pub const MESSAGE_ERROR: u64 = 0x10e;
+    /// `WT_SESSION_GONE`: the stream's session ended.
+    pub const SESSION_GONE: u64 = 0x170d_7b68;
+}
 
 /// Stream error codes of weir's mapping (`docs/protocol/webtransport.md` §5), as WebTransport
 /// application codes; on the wire they travel through [`to_http3`].
@@ -30,15 +86,25 @@ pub mod codes {
     pub const REFUSED: u32 = 0x2;
 }
 
-/// The status a stream reset or STOP_SENDING code stands for (§5). The code is read as HTTP/3
-/// carries WebTransport codes; a bare small code (a peer that skipped the mapping) is read as
-/// the application code itself. Codes the mapping does not define are `UNKNOWN`.
+/// The status a client gives a call whose response side the server reset, from the HTTP/3
+/// code of the RESET_STREAM or STOP_SENDING (§5.1). `WT_SESSION_GONE` is `UNAVAILABLE`; a
+/// code outside the WebTransport range (a bare `0` from a peer that skipped the mapping)
+/// carries no application code and, like the codes the mapping does not define, is
+/// `UNKNOWN`.
 pub fn status_for_stream_code(code: u64) -> Code {
-    let code = from_http3(code).map(u64::from).unwrap_or(code);
-    match u32::try_from(code) {
-        Ok(codes::CANCEL) => Code::Cancelled,
-        Ok(codes::PROTOCOL_ERROR) => Code::Internal,
-        Ok(codes::REFUSED) => Code::Unavailable,
+    if code == http3::SESSION_GONE {
+        return Code::Unavailable;
+    }
+    status_for_app_code(from_http3(code))
+}
+
+/// The status a client gives a call for a WebTransport application code as a browser reports
+/// it (`streamErrorCode`, `None` when the stream carried no application code), §5.1.
+pub fn status_for_app_code(code: Option<u32>) -> Code {
+    match code {
+        Some(codes::CANCEL) => Code::Cancelled,
+        Some(codes::PROTOCOL_ERROR) => Code::Internal,
+        Some(codes::REFUSED) => Code::Unavailable,
         _ => Code::Unknown,
     }
 }
@@ -80,12 +146,25 @@ mod tests {
             status_for_stream_code(to_http3(codes::CANCEL)),
             Code::Cancelled
         );
-        assert_eq!(status_for_stream_code(0), Code::Cancelled);
+        assert_eq!(status_for_stream_code(0), Code::Unknown);
+        assert_eq!(
+            status_for_stream_code(http3::SESSION_GONE),
+            Code::Unavailable
+        );
         assert_eq!(
             status_for_stream_code(to_http3(codes::REFUSED)),
             Code::Unavailable
         );
         assert_eq!(status_for_stream_code(to_http3(7)), Code::Unknown);
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(Version::from_query("v=2"), Some(Version::V2));
+        assert_eq!(Version::from_query("x=1&v=1"), Some(Version::V1));
+        assert_eq!(Version::from_query("v=3"), None);
+        assert_eq!(Version::from_query(""), None);
+        assert_eq!(Version::LATEST.as_str(), "2");
     }
 
     proptest! {

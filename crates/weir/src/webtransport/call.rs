@@ -1,174 +1,146 @@
-//! One session, and one call on one bidirectional stream.
+//! One call on one bidirectional stream (`docs/protocol/webtransport.md` §3–§5).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap};
 use http::{Request, Response, Uri};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt as _;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use tower_service::Service;
 use weir_codec::Code;
 use weir_codec::frame::{FLAG_TRAILERS, Frame as WireFrame, FrameDecoder, FrameError};
 use weir_codec::trailers;
-use weir_codec::webtransport::RequestHead;
-use wtransport::endpoint::IncomingSession;
-use wtransport::{RecvStream, SendStream, VarInt};
+use weir_codec::webtransport::request::Scan;
+use weir_codec::webtransport::{EndOfRequest, RequestHead, Version, codes, http3};
 
-use super::{PROTOCOL_VERSION, WebTransportConfig, codes};
+use super::WebTransportConfig;
+use super::session::{app_code, h3_code};
 use crate::Status;
 use crate::body::BoxError;
 use crate::call::CallFailure;
-use crate::cors::OriginCheck;
 use crate::edge::{Deadline, Door, Peer, ResponseBody};
 use crate::status::StatusExt as _;
 
-/// Everything a session task needs.
-pub(super) struct Session<S> {
-    pub(super) service: S,
-    pub(super) config: Arc<WebTransportConfig>,
-    pub(super) sessions: Arc<Semaphore>,
-    pub(super) origin_check: OriginCheck,
-    pub(super) stop: CancellationToken,
+/// A call's stream, as the session accepted it.
+pub(super) struct CallStreams {
+    pub(super) send: quinn::SendStream,
+    pub(super) recv: quinn::RecvStream,
+    /// The session the stream must name in its signal (§2.1).
+    pub(super) session_id: u64,
+    pub(super) version: Version,
 }
 
-/// A stream error code of the mapping, as HTTP/3 carries it (see
-/// [`weir_codec::webtransport`]); browsers read it back as the WebTransport code.
-fn code(value: u32) -> VarInt {
-    VarInt::try_from_u64(weir_codec::webtransport::to_http3(value))
-        .unwrap_or(VarInt::from_u32(value))
+/// How long ending a call may wait for the client to take the trailer block, and (version 2)
+/// for the client's FIN after it (§5.4).
+const FINISH_TIME: Duration = Duration::from_secs(5);
+
+/// The response side of a call. Every way a call ends finishes or resets it explicitly; one
+/// dropped while still open belongs to a call cancelled because its session ended, and is
+/// reset with `WT_SESSION_GONE` (§2.4), not finished as QUIC streams are when dropped.
+struct ResponseSide {
+    send: quinn::SendStream,
+    open: bool,
 }
 
-impl<S> Session<S>
-where
-    S: Service<Request<StreamBody>, Response = Response<ResponseBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + Send + 'static,
-{
-    /// Checks the session request (§2.1), then serves its calls until it ends.
-    pub(super) async fn run(self, incoming: IncomingSession) {
-        // The session limit holds from the first packet: a client that completes QUIC
-        // handshakes and never asks for a session still takes a slot, so it cannot pile up
-        // connections beyond the limit.
-        let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
-            tracing::warn!("refused a WebTransport connection: at the session limit");
-            incoming.refuse();
-            return;
-        };
-        let limit = self.config.header_timeout;
-        let request = match tokio::time::timeout(limit, incoming.into_future()).await {
-            Ok(Ok(request)) => request,
-            Ok(Err(e)) => {
-                tracing::debug!("WebTransport handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(
-                    ?limit,
-                    "WebTransport connection sent no session request in time"
-                );
-                return;
-            }
-        };
-        let (path, query) = request
-            .path()
-            .split_once('?')
-            .unwrap_or((request.path(), ""));
-        // Refusals wait for the peer to acknowledge them; a peer that never does is dropped.
-        if path != self.config.path {
-            tracing::info!(path, "refused WebTransport session for an unknown path");
-            let _ = tokio::time::timeout(limit, request.not_found()).await;
-            return;
+impl ResponseSide {
+    async fn write_all(&mut self, bytes: &[u8]) -> bool {
+        self.send.write_all(bytes).await.is_ok()
+    }
+
+    fn reset(&mut self, value: u32) {
+        if std::mem::take(&mut self.open) {
+            let _ = self.send.reset(app_code(value));
         }
-        let version = query.split('&').find_map(|pair| pair.strip_prefix("v="));
-        if version != Some(PROTOCOL_VERSION) {
-            tracing::info!(
-                ?version,
-                "refused WebTransport session for an unsupported protocol version"
-            );
-            let _ = tokio::time::timeout(limit, request.not_found()).await;
-            return;
+    }
+
+    fn reset_http3(&mut self, value: u64) {
+        if std::mem::take(&mut self.open) {
+            let _ = self.send.reset(h3_code(value));
         }
-        if !self
-            .origin_check
-            .allows(request.origin(), request.authority())
-        {
-            tracing::info!(origin = ?request.origin(), "refused WebTransport session from an origin that is not allowed");
-            let _ = tokio::time::timeout(limit, request.forbidden()).await;
-            return;
+    }
+
+    fn finish(&mut self) {
+        if std::mem::take(&mut self.open) {
+            let _ = self.send.finish();
         }
-        let connection = match tokio::time::timeout(limit, request.accept()).await {
-            Ok(accepted) => accepted,
-            Err(_) => {
-                tracing::info!("WebTransport session did not open in time");
-                return;
-            }
-        };
-        let connection = match connection {
-            Ok(connection) => connection,
-            Err(e) => {
-                tracing::debug!("WebTransport session failed to open: {e}");
-                return;
-            }
-        };
-        let peer = Peer(connection.remote_address());
-        let mut calls = JoinSet::new();
-        // Once shutdown began with a grace period: when it ends.
-        let mut draining: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                stream = connection.accept_bi() => match stream {
-                    Ok((mut send, recv)) if draining.is_some() => {
-                        // Not started: the client may retry elsewhere (§5).
-                        let _ = send.reset(code(codes::REFUSED));
-                        recv.stop(code(codes::REFUSED));
-                    }
-                    Ok((send, recv)) => {
-                        calls.spawn(call(send, recv, self.service.clone(), self.config.clone(), peer));
-                    }
-                    Err(e) => {
-                        tracing::debug!("WebTransport session ended: {e}");
-                        break;
-                    }
-                },
-                () = self.stop.cancelled(), if draining.is_none() => {
-                    if self.config.shutdown_grace.is_zero() || calls.is_empty() {
-                        connection.close(VarInt::from_u32(0), b"shutting down");
-                        break;
-                    }
-                    draining = Some(Instant::now() + self.config.shutdown_grace);
-                }
-                () = until_instant(draining) => {
-                    tracing::info!("WebTransport session closed at the end of the grace period");
-                    connection.close(VarInt::from_u32(0), b"shutting down");
-                    break;
-                }
-                Some(_) = calls.join_next(), if !calls.is_empty() => {
-                    if draining.is_some() && calls.is_empty() {
-                        connection.close(VarInt::from_u32(0), b"shutting down");
-                        break;
-                    }
-                }
+    }
+
+    /// Completes when the client sends STOP_SENDING (or the connection is gone).
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let stopped = self.send.stopped();
+        async move {
+            // `Ok(None)` means the stream was finished and acknowledged: not a stop.
+            if let Ok(None) = stopped.await {
+                std::future::pending::<()>().await;
             }
         }
-        // The session is gone: every call still running is cancelled, which drops its
-        // backend stream (an upstream sees RST_STREAM(CANCEL)).
-        calls.abort_all();
-        while calls.join_next().await.is_some() {}
     }
 }
 
-async fn until_instant(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
+impl Drop for ResponseSide {
+    fn drop(&mut self) {
+        self.reset_http3(http3::SESSION_GONE);
+    }
+}
+
+/// The request side of a call. Stopped explicitly with the code §5 gives; one dropped while
+/// the client may still be sending is stopped with `CANCEL` — a code of the mapping, where
+/// QUIC stacks would send a bare 0.
+struct RequestSide(Option<quinn::RecvStream>);
+
+impl RequestSide {
+    fn stop(&mut self, value: u32) {
+        if let Some(mut recv) = self.0.take() {
+            let _ = recv.stop(app_code(value));
+        }
+    }
+
+    fn stop_http3(&mut self, value: u64) {
+        if let Some(mut recv) = self.0.take() {
+            let _ = recv.stop(h3_code(value));
+        }
+    }
+
+    /// The stream, for a reader that keeps it; `None` once stopped or ended.
+    fn take(&mut self) -> Option<quinn::RecvStream> {
+        self.0.take()
+    }
+}
+
+impl Drop for RequestSide {
+    fn drop(&mut self) {
+        self.stop(codes::CANCEL);
+    }
+}
+
+/// What starts a call stream (§2.1): `0x41` and the session ID.
+enum Signal {
+    Session(u64),
+    /// Another kind of request stream.
+    Other,
+    /// The client reset the stream, or the session is gone.
+    Gone,
+}
+
+async fn read_signal(recv: &mut quinn::RecvStream) -> Signal {
+    use web_transport_proto::VarInt;
+    let Ok(kind) = VarInt::read(recv).await else {
+        return Signal::Gone;
+    };
+    if web_transport_proto::Frame(kind) != web_transport_proto::Frame::WEBTRANSPORT {
+        return Signal::Other;
+    }
+    match VarInt::read(recv).await {
+        Ok(id) => Signal::Session(id.into_inner()),
+        Err(_) => Signal::Gone,
     }
 }
 
@@ -183,18 +155,19 @@ enum HeadFailure {
     TooLarge(usize),
 }
 
-/// Reads a call's receive stream: the request header block, then raw bytes for the edge.
+/// Reads a call's request side: the request header block, then raw bytes for the edge.
 struct StreamReader {
-    recv: Option<RecvStream>,
+    recv: RequestSide,
     /// Frames the header block; after it, holds whatever arrived with it.
     decoder: FrameDecoder,
     buf: BytesMut,
 }
 
 impl StreamReader {
-    /// Reads more of the stream into `buf`; `Ok(false)` at its end.
+    /// Reads more of the stream into `buf`; `Ok(false)` at its end, `Err` when the client
+    /// reset it.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Result<bool, ()>> {
-        let Some(recv) = self.recv.as_mut() else {
+        let Some(recv) = self.recv.0.as_mut() else {
             return Poll::Ready(Ok(false));
         };
         self.buf.reserve(16 * 1024);
@@ -204,19 +177,20 @@ impl StreamReader {
             &mut self.buf
         )) {
             Ok(0) => {
-                self.recv = None;
+                self.recv.take();
                 Poll::Ready(Ok(false))
             }
             Ok(_) => Poll::Ready(Ok(true)),
             Err(_) => {
-                self.recv = None;
+                self.recv.take();
                 Poll::Ready(Err(()))
             }
         }
     }
 
-    /// The request header block (§3.1): the first frame, judged by its 5-byte prefix so a peer
-    /// cannot make the server buffer a message-sized payload where a header block must come.
+    /// The request header block (§3.3): the first frame, judged by its 5-byte prefix so a
+    /// peer cannot make the server buffer a message-sized payload where a header block must
+    /// come.
     async fn header_block(&mut self, limit: usize) -> Result<Option<WireFrame>, HeadFailure> {
         std::future::poll_fn(|cx| {
             loop {
@@ -247,25 +221,62 @@ impl StreamReader {
         })
         .await
     }
+}
 
-    /// Asks the client to stop sending (STOP_SENDING) with `value`.
-    fn stop(&mut self, value: u32) {
-        if let Some(recv) = self.recv.take() {
-            recv.stop(code(value));
-        }
+/// What the response side learns from the request side: the client cancelled (a reset), or
+/// broke the protocol after the point where the edge checks frames (version 2: a frame after
+/// the end-of-request frame, §5.5).
+#[derive(Clone, Default)]
+struct RequestEvents {
+    cancelled: CancellationToken,
+    violated: CancellationToken,
+    failure: CallFailure,
+}
+
+impl RequestEvents {
+    fn violate(&self, message: &str) {
+        self.failure.set(Status::new(Code::Internal, message));
+        self.violated.cancel();
     }
 }
 
 /// The request body handed to the call edge: the stream's bytes after the header block, as
-/// they arrive. The edge checks the frames; a violation it finds makes this body stop the
-/// client's sending with `PROTOCOL_ERROR` (§5), an abandoned call with `CANCEL`.
+/// they arrive, up to the end of the request (FIN; in version 2 also the end-of-request
+/// frame, which is not passed on). The edge checks the frames; a violation it finds makes
+/// this body stop the client's sending with `PROTOCOL_ERROR` (§5.4), an abandoned call with
+/// `CANCEL`.
 pub(crate) struct StreamBody {
     reader: StreamReader,
     /// Bytes that arrived with the header block.
     early: Option<Bytes>,
-    failure: CallFailure,
-    cancelled: CancellationToken,
+    events: RequestEvents,
+    /// Version 2: finds the end-of-request frame.
+    end: Option<EndOfRequest>,
+    /// Bytes that may start the end-of-request frame, held until the next read.
+    held: BytesMut,
+    /// Ends when the call ends: a request side watched after its end (version 2) is then
+    /// let go.
+    call_done: CancellationToken,
     done: bool,
+}
+
+impl StreamBody {
+    /// The end-of-request frame came (version 2): the request side stays open for a reset
+    /// (the client's cancel, §5.3) until the call ends.
+    fn ended(&mut self, after: usize) {
+        self.done = true;
+        if after > 0 {
+            self.events
+                .violate("the client sent a frame after the end-of-request frame");
+            self.reader.recv.stop(codes::PROTOCOL_ERROR);
+        } else if let Some(recv) = self.reader.recv.take() {
+            tokio::spawn(watch_after_end(
+                recv,
+                self.events.clone(),
+                self.call_done.clone(),
+            ));
+        }
+    }
 }
 
 impl Body for StreamBody {
@@ -277,22 +288,50 @@ impl Body for StreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(early) = this.early.take() {
-            return Poll::Ready(Some(Ok(Frame::data(early))));
-        }
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match ready!(this.reader.poll_read(cx)) {
-            Ok(true) => Poll::Ready(Some(Ok(Frame::data(this.reader.buf.split().freeze())))),
-            Ok(false) => {
-                this.done = true;
-                Poll::Ready(None)
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-            Err(()) => {
-                this.done = true;
-                this.cancelled.cancel();
-                Poll::Ready(Some(Err("the client reset its request stream".into())))
+            let chunk = match this.early.take() {
+                Some(early) => early,
+                None => match ready!(this.reader.poll_read(cx)) {
+                    Ok(true) => this.reader.buf.split().freeze(),
+                    Ok(false) => {
+                        this.done = true;
+                        // An incomplete frame at FIN: the edge reports it.
+                        let held = this.held.split().freeze();
+                        return Poll::Ready((!held.is_empty()).then(|| Ok(Frame::data(held))));
+                    }
+                    Err(()) => {
+                        this.done = true;
+                        this.events.cancelled.cancel();
+                        return Poll::Ready(Some(
+                            Err("the client reset its request stream".into()),
+                        ));
+                    }
+                },
+            };
+            let Some(end) = this.end.as_mut() else {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            };
+            let mut chunk = if this.held.is_empty() {
+                chunk
+            } else {
+                this.held.extend_from_slice(&chunk);
+                this.held.split().freeze()
+            };
+            match end.scan(&chunk) {
+                Scan::Body { settled } => {
+                    this.held.extend_from_slice(&chunk.split_off(settled));
+                    if !chunk.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                    }
+                }
+                Scan::End { body, after } => {
+                    this.ended(after);
+                    chunk.truncate(body);
+                    return Poll::Ready((!chunk.is_empty()).then(|| Ok(Frame::data(chunk))));
+                }
             }
         }
     }
@@ -304,13 +343,45 @@ impl Body for StreamBody {
 
 impl Drop for StreamBody {
     fn drop(&mut self) {
-        let value = if self.failure.get().is_some() {
+        let value = if self.events.failure.get().is_some() {
             codes::PROTOCOL_ERROR
         } else {
             codes::CANCEL
         };
-        // Only while the client may still be sending; a finished stream needs no STOP_SENDING.
-        self.reader.stop(value);
+        // Only while the client may still be sending (§5.4); a request that ended needs no
+        // STOP_SENDING.
+        self.reader.recv.stop(value);
+    }
+}
+
+/// Watches a version-2 request side after its end-of-request frame (§3.4, §5.3): a reset
+/// cancels the call, anything but FIN is a protocol error. Once the call ended, waits a
+/// little for the client's FIN and stops the side with `CANCEL` if none came (§5.4).
+async fn watch_after_end(
+    mut recv: quinn::RecvStream,
+    events: RequestEvents,
+    call_done: CancellationToken,
+) {
+    let mut scratch = [0u8; 64];
+    let read = tokio::select! {
+        read = recv.read(&mut scratch) => read,
+        () = call_done.cancelled() => {
+            match tokio::time::timeout(FINISH_TIME, recv.read(&mut scratch)).await {
+                Ok(Ok(None)) | Ok(Err(_)) => {}
+                Ok(Ok(Some(_))) => { let _ = recv.stop(app_code(codes::PROTOCOL_ERROR)); }
+                Err(_) => { let _ = recv.stop(app_code(codes::CANCEL)); }
+            }
+            return;
+        }
+    };
+    match read {
+        // FIN: the request side is complete.
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            events.violate("the client sent a frame after the end-of-request frame");
+            let _ = recv.stop(app_code(codes::PROTOCOL_ERROR));
+        }
+        Err(_) => events.cancelled.cancel(),
     }
 }
 
@@ -336,20 +407,17 @@ fn parse_request_head(block: &[u8]) -> Result<Request<()>, Status> {
     Ok(request)
 }
 
-/// How long ending a call may wait for the client to acknowledge it.
-const FINISH_TIME: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Writes response bytes unless the deadline passes or the call is cancelled first (a
 /// client that stops reading must not hold the call, and its backend stream, forever):
-/// then the stream is reset and `false` returned, as for a failed write.
+/// then the stream is reset with `CANCEL` and `false` returned, as for a failed write.
 async fn write(
-    send: &mut SendStream,
+    send: &mut ResponseSide,
     bytes: &[u8],
     deadline: Option<&mut Pin<Box<Sleep>>>,
     cancelled: &CancellationToken,
 ) -> bool {
     let outcome = tokio::select! {
-        written = send.write_all(bytes) => return written.is_ok(),
+        written = send.write_all(bytes) => return written,
         () = crate::edge::until(deadline) => "deadline",
         () = cancelled.cancelled() => "cancelled",
     };
@@ -357,37 +425,27 @@ async fn write(
         outcome,
         "WebTransport call ended while its client was not reading"
     );
-    let _ = send.reset(code(codes::CANCEL));
+    send.reset(codes::CANCEL);
     false
 }
 
-/// Ends the call with a trailer block (the edge settled its status) and FIN.
-async fn end_with(send: &mut SendStream, trailers: &HeaderMap) {
-    let ended = async {
-        if send
-            .write_all(&trailers::encode_frame(trailers))
-            .await
-            .is_ok()
-        {
-            let _ = send.finish().await;
-        }
-    };
-    if tokio::time::timeout(FINISH_TIME, ended).await.is_err() {
-        let _ = send.reset(code(codes::CANCEL));
+/// Ends the call with a trailer block (or trailers-only block: the edge settled its status)
+/// and FIN — unless the client cancelled it, which wins (§5.2): then the stream is reset.
+async fn end_with(send: &mut ResponseSide, trailers: &HeaderMap, cancelled: &CancellationToken) {
+    if cancelled.is_cancelled() {
+        send.reset(codes::CANCEL);
+        return;
+    }
+    let block = trailers::encode_frame(trailers);
+    match tokio::time::timeout(FINISH_TIME, send.write_all(&block)).await {
+        Ok(true) => send.finish(),
+        Ok(false) | Err(_) => send.reset(codes::CANCEL),
     }
 }
 
-/// The client sent STOP_SENDING: the call is abandoned. The stream is reset with `CANCEL`
-/// (§5) — not with the client's own code, which is what QUIC stacks do for a stopped stream
-/// that is merely dropped.
-fn stopped(send: &mut SendStream) {
-    let _ = send.reset(code(codes::CANCEL));
-}
-
 /// Serves one call (§3, §4, §5).
-async fn call<S>(
-    mut send: SendStream,
-    recv: RecvStream,
+pub(super) async fn call<S>(
+    streams: CallStreams,
     service: S,
     config: Arc<WebTransportConfig>,
     peer: Peer,
@@ -396,48 +454,87 @@ async fn call<S>(
     S::Future: Send + 'static,
     S::Error: Into<BoxError> + Send + 'static,
 {
+    let CallStreams {
+        send,
+        mut recv,
+        session_id,
+        version,
+    } = streams;
+    let mut send = ResponseSide { send, open: true };
+    let call_done = CancellationToken::new();
+    let _call_done = call_done.clone().drop_guard();
+
+    let signal = tokio::time::timeout(config.header_timeout, read_signal(&mut recv)).await;
+    let mut recv = RequestSide(Some(recv));
+    match signal {
+        Ok(Signal::Session(id)) if id == session_id => {}
+        Ok(Signal::Session(_) | Signal::Other) => {
+            // Another session's stream or another HTTP/3 request: one session per
+            // connection (§2.1).
+            tracing::info!("refused a request stream beyond the connection's session");
+            recv.stop_http3(http3::REQUEST_REJECTED);
+            send.reset_http3(http3::REQUEST_REJECTED);
+            return;
+        }
+        Ok(Signal::Gone) => {
+            recv.stop(codes::CANCEL);
+            send.reset(codes::CANCEL);
+            return;
+        }
+        Err(_) => {
+            tracing::info!("WebTransport call stream sent no signal in time");
+            recv.stop(codes::PROTOCOL_ERROR);
+            send.reset(codes::PROTOCOL_ERROR);
+            return;
+        }
+    }
+
     let limit = config.edge.max_header_list_size;
     let mut reader = StreamReader {
-        recv: Some(recv),
+        recv,
         decoder: FrameDecoder::new(limit),
         buf: BytesMut::new(),
     };
     let head = tokio::time::timeout(config.header_timeout, reader.header_block(limit)).await;
+    let never = CancellationToken::new();
     let refuse = |message: String, code: Code| Status::new(code, message).to_headers();
     let frame = match head {
         Err(_) => {
             tracing::info!("WebTransport call sent no request header block in time");
-            reader.stop(codes::PROTOCOL_ERROR);
-            let _ = send.reset(code(codes::PROTOCOL_ERROR));
+            reader.recv.stop(codes::PROTOCOL_ERROR);
+            send.reset(codes::PROTOCOL_ERROR);
             return;
         }
-        Ok(Err(HeadFailure::Gone)) => return,
+        Ok(Err(HeadFailure::Gone)) => {
+            send.reset(codes::CANCEL);
+            return;
+        }
         Ok(Err(HeadFailure::Frame(e))) => {
-            reader.stop(codes::PROTOCOL_ERROR);
+            reader.recv.stop(codes::PROTOCOL_ERROR);
             let status = Status::from_request_frame_error(&e);
-            end_with(&mut send, &status.to_headers()).await;
+            end_with(&mut send, &status.to_headers(), &never).await;
             return;
         }
         Ok(Err(HeadFailure::NotHeaderBlock(flags))) => {
-            reader.stop(codes::PROTOCOL_ERROR);
+            reader.recv.stop(codes::PROTOCOL_ERROR);
             let trailers = refuse(
                 format!(
                     "the first frame must be the request header block (flags 0x80), not {flags:#04x}"
                 ),
                 Code::Internal,
             );
-            end_with(&mut send, &trailers).await;
+            end_with(&mut send, &trailers, &never).await;
             return;
         }
         Ok(Err(HeadFailure::TooLarge(len))) => {
-            reader.stop(codes::PROTOCOL_ERROR);
+            reader.recv.stop(codes::PROTOCOL_ERROR);
             let trailers = refuse(
                 format!(
                     "request header block of {len} bytes exceeds the {limit}-byte limit (max_header_list_size)"
                 ),
                 Code::ResourceExhausted,
             );
-            end_with(&mut send, &trailers).await;
+            end_with(&mut send, &trailers, &never).await;
             return;
         }
         Ok(Ok(None)) => {
@@ -445,7 +542,7 @@ async fn call<S>(
                 "stream ended before the request header block".into(),
                 Code::Internal,
             );
-            end_with(&mut send, &trailers).await;
+            end_with(&mut send, &trailers, &never).await;
             return;
         }
         Ok(Ok(Some(frame))) => frame,
@@ -454,27 +551,30 @@ async fn call<S>(
         Ok(head) => head,
         Err(status) => {
             tracing::info!(code = %status.code(), message = status.message(), "refused WebTransport call");
-            reader.stop(codes::PROTOCOL_ERROR);
-            end_with(&mut send, &status.to_headers()).await;
+            reader.recv.stop(codes::PROTOCOL_ERROR);
+            end_with(&mut send, &status.to_headers(), &never).await;
             return;
         }
     };
     // Whatever arrived behind the header block is the start of the request body.
     let early = Some(reader.decoder.take_buffered()).filter(|rest| !rest.is_empty());
-    let failure = CallFailure::default();
-    let cancelled = CancellationToken::new();
+    let events = RequestEvents::default();
     let body = StreamBody {
         reader,
         early,
-        failure: failure.clone(),
-        cancelled: cancelled.clone(),
+        events: events.clone(),
+        end: (version >= Version::V2).then(EndOfRequest::default),
+        held: BytesMut::new(),
+        call_done: call_done.clone(),
         done: false,
     };
     let (mut parts, ()) = head.into_parts();
-    parts.extensions.insert(failure);
+    parts.extensions.insert(events.failure.clone());
     parts.extensions.insert(Door::WebTransport);
     parts.extensions.insert(peer);
     let request = Request::from_parts(parts, body);
+    let cancelled = &events.cancelled;
+    let mut stopped = std::pin::pin!(send.stopped());
 
     let response = async {
         let mut ready = service.ready_oneshot().await.map_err(Into::into)?;
@@ -482,24 +582,22 @@ async fn call<S>(
     };
     let response: Result<Response<ResponseBody>, BoxError> = tokio::select! {
         response = response => response,
-        _ = send.stopped() => return stopped(&mut send),
-        () = cancelled.cancelled() => {
-            let _ = send.reset(code(codes::CANCEL));
-            return;
-        }
+        () = &mut stopped => return send.reset(codes::CANCEL),
+        () = cancelled.cancelled() => return send.reset(codes::CANCEL),
+        () = events.violated.cancelled() => return violated(&mut send, &events, cancelled).await,
     };
     let response = match response {
         Ok(response) => response,
         Err(e) => {
             let status = crate::edge::service_error(e);
-            end_with(&mut send, &status.to_headers()).await;
+            end_with(&mut send, &status.to_headers(), cancelled).await;
             return;
         }
     };
     let (parts, mut body) = response.into_parts();
     if body.is_done() {
         // Trailers-only: the edge settled the status in the headers.
-        end_with(&mut send, &parts.headers).await;
+        end_with(&mut send, &parts.headers, cancelled).await;
         return;
     }
     // Bounds writes to a client that stopped reading; the edge's own timer ends the call
@@ -512,7 +610,7 @@ async fn call<S>(
         &mut send,
         &trailers::encode_frame(&parts.headers),
         deadline.as_mut(),
-        &cancelled,
+        cancelled,
     )
     .await
     {
@@ -521,38 +619,49 @@ async fn call<S>(
     loop {
         let next = tokio::select! {
             next = body.frame() => next,
-            _ = send.stopped() => return stopped(&mut send),
-            () = cancelled.cancelled() => {
-                let _ = send.reset(code(codes::CANCEL));
-                return;
+            () = &mut stopped => return send.reset(codes::CANCEL),
+            () = cancelled.cancelled() => return send.reset(codes::CANCEL),
+            () = events.violated.cancelled() => {
+                drop(body);
+                return violated(&mut send, &events, cancelled).await;
             }
         };
         match next {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    if !write(&mut send, &data, deadline.as_mut(), &cancelled).await {
+                    if !write(&mut send, &data, deadline.as_mut(), cancelled).await {
                         return;
                     }
                 }
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
                         drop(body);
-                        end_with(&mut send, &trailers).await;
+                        end_with(&mut send, &trailers, cancelled).await;
                         return;
                     }
                 }
             },
             Some(Err(e)) => {
                 let status = crate::edge::service_error(e);
-                end_with(&mut send, &status.to_headers()).await;
+                end_with(&mut send, &status.to_headers(), cancelled).await;
                 return;
             }
             None => {
-                let _ = send.finish().await;
+                send.finish();
                 return;
             }
         }
     }
+}
+
+/// Ends a call whose client broke the protocol after its request (§5.5) with the status the
+/// violation set.
+async fn violated(send: &mut ResponseSide, events: &RequestEvents, cancelled: &CancellationToken) {
+    let status = events
+        .failure
+        .get()
+        .unwrap_or_else(|| Status::new(Code::Internal, "protocol error"));
+    end_with(send, &status.to_headers(), cancelled).await;
 }
 
 #[cfg(test)]

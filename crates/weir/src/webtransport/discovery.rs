@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         let document = weir_codec::webtransport::Discovery::from_json(response.body()).unwrap();
-        assert_eq!(document.url, "https://example.test:4433/weir?v=1");
+        assert_eq!(document.url, "https://example.test:4433/weir?v=2");
         assert_eq!(get(service, "/other", None).await.body(), "inner");
     }
 
@@ -234,17 +234,17 @@ mod tests {
         let discovery = Discovery::new(CertificateHashes::default(), 4433, "/weir");
         assert_eq!(
             url(discovery.document("lb.example.com")),
-            "https://lb.example.com:4433/weir?v=1"
+            "https://lb.example.com:4433/weir?v=2"
         );
         let named = discovery.clone().advertise("wt1.example.com");
         assert_eq!(
             url(named.document("lb.example.com")),
-            "https://wt1.example.com:4433/weir?v=1"
+            "https://wt1.example.com:4433/weir?v=2"
         );
         let ported = discovery.advertise("10.0.0.7:9443");
         assert_eq!(
             url(ported.document("lb.example.com")),
-            "https://10.0.0.7:9443/weir?v=1"
+            "https://10.0.0.7:9443/weir?v=2"
         );
     }
 }

@@ -1,17 +1,22 @@
 //! Certificates of the WebTransport listener, and the development identity that browsers
-//! accept through `serverCertificateHashes`.
+//! accept through `serverCertificateHashes` (`docs/protocol/webtransport.md` §7).
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use tokio_util::sync::CancellationToken;
-use wtransport::Identity;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::WebTransportConfig;
 use crate::body::BoxError;
 
 /// Names a development certificate is valid for.
 const DEVELOPMENT_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// How long a development certificate is valid: 13 days, a day under the 14 browsers accept
+/// for pinning, from an hour before it was made, so that a client whose clock is somewhat off
+/// still accepts it.
+const DEVELOPMENT_VALIDITY: time::Duration = time::Duration::days(13);
+const DEVELOPMENT_BACKDATE: time::Duration = time::Duration::hours(1);
 
 /// The certificate a WebTransport listener presents.
 #[derive(Clone)]
@@ -21,11 +26,26 @@ pub struct ServerIdentity {
 
 #[derive(Clone)]
 enum Kind {
-    /// A self-signed ECDSA P-256 certificate valid for 14 days, made anew at start and at
+    /// A self-signed ECDSA P-256 certificate valid for 13 days, made anew at start and at
     /// every rotation; browsers accept it only through `serverCertificateHashes`.
     Development { names: Vec<String> },
     /// A certificate chain and key from files.
-    Fixed(Arc<Identity>),
+    Fixed(Arc<Certified>),
+}
+
+/// A certificate chain and its private key.
+pub(crate) struct Certified {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Certified {
+    fn clone(&self) -> Self {
+        Certified {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerIdentity {
@@ -60,13 +80,24 @@ impl ServerIdentity {
         Ok(identity)
     }
 
-    /// A certificate chain (PEM, leaf first) and private key (PEM) from files.
+    /// A certificate chain (PEM, leaf first) and private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    /// from files.
     pub async fn from_pem_files(cert: &Path, key: &Path) -> Result<Self, BoxError> {
-        let identity = Identity::load_pemfiles(cert, key)
-            .await
-            .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))?;
+        let (cert, key) = (cert.to_owned(), key.to_owned());
+        let certified = tokio::task::spawn_blocking(move || {
+            let chain = CertificateDer::pem_file_iter(&cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!("{}: no certificate found", cert.display()));
+            }
+            let key = PrivateKeyDer::from_pem_file(&key)
+                .map_err(|e| format!("{}: {e}", key.display()))?;
+            Ok(Certified { chain, key })
+        })
+        .await??;
         Ok(ServerIdentity {
-            kind: Kind::Fixed(Arc::new(identity)),
+            kind: Kind::Fixed(Arc::new(certified)),
         })
     }
 
@@ -82,22 +113,38 @@ impl ServerIdentity {
     pub fn browsers_may_pin(&self) -> bool {
         match &self.kind {
             Kind::Development { .. } => true,
-            Kind::Fixed(identity) => identity
-                .certificate_chain()
-                .as_slice()
+            Kind::Fixed(certified) => certified
+                .chain
                 .first()
-                .is_some_and(|leaf| short_lived(leaf.der())),
+                .is_some_and(|leaf| short_lived(leaf)),
         }
     }
 
-    /// The identity to serve now: for development a fresh certificate (wtransport makes
-    /// ECDSA P-256 certificates valid for 14 days, as `serverCertificateHashes` requires).
-    pub(crate) fn current(&self) -> Result<Identity, BoxError> {
+    /// The identity to serve now: for development a fresh certificate.
+    pub(crate) fn current(&self) -> Result<Certified, BoxError> {
         match &self.kind {
-            Kind::Development { names } => Ok(Identity::self_signed(names)?),
-            Kind::Fixed(identity) => Ok(identity.clone_identity()),
+            Kind::Development { names } => development_certificate(names),
+            Kind::Fixed(certified) => Ok(Certified::clone(certified)),
         }
     }
+}
+
+/// A self-signed ECDSA P-256 certificate, as `serverCertificateHashes` requires, valid for
+/// [`DEVELOPMENT_VALIDITY`] from [`DEVELOPMENT_BACKDATE`] ago.
+fn development_certificate(names: &[String]) -> Result<Certified, BoxError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    let mut name = rcgen::DistinguishedName::new();
+    name.push(rcgen::DnType::CommonName, "weir development certificate");
+    params.distinguished_name = name;
+    let not_before = time::OffsetDateTime::now_utc() - DEVELOPMENT_BACKDATE;
+    params.not_before = not_before;
+    params.not_after = not_before + DEVELOPMENT_VALIDITY;
+    let cert = params.self_signed(&key)?;
+    Ok(Certified {
+        chain: vec![cert.der().clone()],
+        key: PrivateKeyDer::try_from(key.serialize_der())?,
+    })
 }
 
 /// Whether a DER certificate is valid for at most the 14 days `serverCertificateHashes` allows.
@@ -119,19 +166,21 @@ fn short_lived(der: &[u8]) -> bool {
 pub struct CertificateHashes(Arc<RwLock<Vec<[u8; 32]>>>);
 
 impl CertificateHashes {
-    pub(crate) fn new(identity: &Identity) -> Self {
+    pub(crate) fn new(identity: &Certified) -> Self {
         let hashes = CertificateHashes::default();
         hashes.set(identity);
         hashes
     }
 
-    pub(crate) fn set(&self, identity: &Identity) {
+    pub(crate) fn set(&self, identity: &Certified) {
         let leaf: Vec<[u8; 32]> = identity
-            .certificate_chain()
-            .as_slice()
+            .chain
             .iter()
             .take(1)
-            .map(|cert| *cert.hash().as_ref())
+            .filter_map(|cert| {
+                <[u8; 32]>::try_from(ring::digest::digest(&ring::digest::SHA256, cert).as_ref())
+                    .ok()
+            })
             .collect();
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = leaf;
     }
@@ -160,31 +209,23 @@ impl CertificateHashes {
     }
 }
 
-/// Replaces a development certificate before it expires. Sessions already open keep theirs.
-pub(super) async fn rotate(
-    endpoint: Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Server>>,
-    identity: ServerIdentity,
-    hashes: CertificateHashes,
-    config: Arc<WebTransportConfig>,
-    addr: std::net::SocketAddr,
-    stop: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(config.rotate_every) => {}
-            () = stop.cancelled() => return,
-        }
-        let rotated = identity.current().and_then(|next| {
-            let server = super::server_config_for(addr, &next, &config)?;
-            endpoint.reload_config(server, false)?;
-            Ok(next)
-        });
-        match rotated {
-            Ok(next) => {
-                hashes.set(&next);
-                tracing::info!(hashes = ?hashes.hex(), "rotated the WebTransport development certificate");
-            }
-            Err(e) => tracing::warn!("cannot rotate the WebTransport development certificate: {e}"),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn development_certificates_have_a_margin() {
+        let certified = ServerIdentity::development()
+            .and_then(|identity| identity.current())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (_, cert) = x509_parser::parse_x509_certificate(&certified.chain[0])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let validity = cert.validity();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let length = validity.not_after.timestamp() - validity.not_before.timestamp();
+        assert_eq!(length, 13 * 24 * 3600);
+        let backdated = now - validity.not_before.timestamp();
+        assert!((3590..=3610).contains(&backdated), "{backdated}");
+        assert!(short_lived(&certified.chain[0]));
     }
 }

@@ -1,8 +1,14 @@
 //! gRPC over WebTransport: every call type, full duplex included, from a browser.
 //!
 //! The mapping is specified in `docs/protocol/webtransport.md`: one WebTransport session per
-//! client, one bidirectional stream per call; on each stream a request header block, message
-//! frames identical to gRPC's, FIN; back a response header block, messages and a trailer block.
+//! QUIC connection, one bidirectional stream per call; on each stream a request header block,
+//! message frames identical to gRPC's and the end of the request; back a response header
+//! block, messages and a trailer block.
+//!
+//! The server runs on [quinn] and drives the HTTP/3 side of the session itself (SETTINGS, the
+//! extended CONNECT, capsules), with the encodings of `web-transport-proto`: what the
+//! specification says about sessions (one per connection, which streams are refused, how a
+//! session is closed with a code and reason a page can read) is then weir's to keep.
 //!
 //! [`WebTransportServer`] accepts sessions and hands each call, as a native gRPC request, to
 //! the same kind of `tower::Service` the HTTP front doors use — an in-process tonic router or
@@ -26,6 +32,7 @@
 mod call;
 pub mod discovery;
 mod identity;
+mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,9 +44,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
-use wtransport::config::QuicTransportConfig;
-use wtransport::{Endpoint, ServerConfig, VarInt};
+use weir_codec::webtransport::{Version, http3};
 
+use identity::Certified;
 pub use identity::{CertificateHashes, ServerIdentity};
 
 use crate::Cors;
@@ -47,8 +54,16 @@ use crate::body::{BoxBody, BoxError};
 use crate::cors::OriginCheck;
 use crate::edge::{Edge, EdgeConfig};
 
-/// Version of `docs/protocol/webtransport.md` this server speaks (query parameter `v`).
-pub const PROTOCOL_VERSION: &str = "1";
+/// The newest version of `docs/protocol/webtransport.md` this server speaks (query parameter
+/// `v`), the one its [`url`](WebTransportServer::url) names; it serves every older one too.
+pub const PROTOCOL_VERSION: &str = Version::LATEST.as_str();
+
+/// Unidirectional streams a client may have open: HTTP/3's three (control, QPACK encoder and
+/// decoder) and a few spare (§6).
+const MAX_UNI_STREAMS: u32 = 8;
+/// Datagrams are not part of the mapping; the few a client sends anyway are dropped unread,
+/// from a buffer this small.
+const DATAGRAM_BUFFER: usize = 64 * 1024;
 
 pub use weir_codec::webtransport::codes;
 
@@ -79,7 +94,7 @@ impl Default for WebTransportConfig {
             header_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
-            rotate_every: Duration::from_secs(12 * 24 * 3600),
+            rotate_every: Duration::from_secs(11 * 24 * 3600),
             own_ports: Vec::new(),
             shutdown_grace: Duration::ZERO,
         }
@@ -107,7 +122,8 @@ impl WebTransportConfig {
         self
     }
 
-    /// Most concurrent sessions (default 1000); more are refused with 429.
+    /// Most concurrent sessions (default 1000); QUIC connections beyond it are refused
+    /// (`CONNECTION_REFUSED`).
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.max_sessions = sessions;
         self
@@ -178,7 +194,7 @@ impl WebTransportConfig {
         self
     }
 
-    /// How often a development identity is replaced (default 12 days; it is valid for 14).
+    /// How often a development identity is replaced (default 11 days; it is valid for 13).
     pub fn rotate_every(mut self, every: Duration) -> Self {
         self.rotate_every = every;
         self
@@ -187,7 +203,7 @@ impl WebTransportConfig {
 
 /// A bound WebTransport (HTTP/3) listener.
 pub struct WebTransportServer {
-    endpoint: Arc<Endpoint<wtransport::endpoint::endpoint_side::Server>>,
+    endpoint: quinn::Endpoint,
     identity: ServerIdentity,
     hashes: CertificateHashes,
     config: Arc<WebTransportConfig>,
@@ -202,22 +218,30 @@ impl std::fmt::Debug for WebTransportServer {
     }
 }
 
+/// The QUIC and TLS settings of the listener (§2.1, §6).
 fn server_config(
-    addr: SocketAddr,
-    identity: &wtransport::Identity,
+    identity: &Certified,
     config: &WebTransportConfig,
-) -> Result<ServerConfig, BoxError> {
-    let mut transport = QuicTransportConfig::default();
-    // A few bidirectional streams beyond the calls: HTTP/3 uses one per session request.
-    transport.max_concurrent_bidi_streams(wtransport::quinn::VarInt::from_u32(
-        config.max_calls_per_session.saturating_add(4),
+) -> Result<quinn::ServerConfig, BoxError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // Exactly the calls, and the session's CONNECT stream.
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(
+        config.max_calls_per_session.saturating_add(1),
     ));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
     transport.max_idle_timeout(Some(config.idle_timeout.try_into()?));
     transport.keep_alive_interval(Some(config.keep_alive));
-    Ok(ServerConfig::builder()
-        .with_bind_address(addr)
-        .with_custom_transport(identity.clone_identity(), transport)
-        .build())
+    transport.datagram_receive_buffer_size(Some(DATAGRAM_BUFFER));
+    server.transport_config(Arc::new(transport));
+    Ok(server)
 }
 
 impl WebTransportServer {
@@ -228,7 +252,7 @@ impl WebTransportServer {
         config: WebTransportConfig,
     ) -> Result<Self, BoxError> {
         let current = identity.current()?;
-        let endpoint = Arc::new(Endpoint::server(server_config(addr, &current, &config)?)?);
+        let endpoint = quinn::Endpoint::server(server_config(&current, &config)?, addr)?;
         let addr = endpoint.local_addr()?;
         let hashes = CertificateHashes::new(&current);
         Ok(WebTransportServer {
@@ -245,7 +269,8 @@ impl WebTransportServer {
         self.addr
     }
 
-    /// The URL clients open sessions with, for a host name or address `host`.
+    /// The URL clients open sessions with, for a host name or address `host`: the newest
+    /// version of the mapping.
     pub fn url(&self, host: &str) -> String {
         format!(
             "https://{host}:{}{}?v={PROTOCOL_VERSION}",
@@ -259,9 +284,11 @@ impl WebTransportServer {
         self.hashes.clone()
     }
 
-    /// Accepts sessions until `shutdown` completes; then closes every session (which cancels
-    /// their calls) and returns. With a [`shutdown_grace`](WebTransportConfig::shutdown_grace),
-    /// sessions are closed as their calls end instead, within that time.
+    /// Accepts sessions until `shutdown` completes; then closes every session (§2.4: a
+    /// `DRAIN_WEBTRANSPORT_SESSION` capsule, then `CLOSE_WEBTRANSPORT_SESSION` with code 0
+    /// and reason `shutting down`, which cancels the calls still open) and returns. With a
+    /// [`shutdown_grace`](WebTransportConfig::shutdown_grace), sessions are closed as their
+    /// calls end instead, within that time.
     pub async fn serve<S>(self, service: S, shutdown: impl Future<Output = ()>)
     where
         S: Service<Request<BoxBody>, Response = Response<BoxBody>> + Clone + Send + 'static,
@@ -273,13 +300,13 @@ impl WebTransportServer {
         let origin_check =
             OriginCheck::new(self.config.cors.clone(), self.config.own_ports.clone());
         let mut tasks = JoinSet::new();
+        let mut rotation = JoinSet::new();
         if self.identity.is_development() {
-            tasks.spawn(identity::rotate(
+            rotation.spawn(rotate(
                 self.endpoint.clone(),
                 self.identity.clone(),
                 self.hashes.clone(),
                 self.config.clone(),
-                self.addr,
                 stop.clone(),
             ));
         }
@@ -287,7 +314,8 @@ impl WebTransportServer {
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => {
-                    let session = call::Session {
+                    let Some(incoming) = incoming else { break };
+                    let session = session::Session {
                         service: Edge::new(service.clone(), self.config.edge.clone()),
                         config: self.config.clone(),
                         sessions: sessions.clone(),
@@ -302,26 +330,47 @@ impl WebTransportServer {
             while tasks.try_join_next().is_some() {}
         }
         stop.cancel();
-        if !self.config.shutdown_grace.is_zero() {
-            // Each session closes once its calls ended (or at the end of the grace period);
-            // connections that arrive meanwhile are refused.
-            loop {
-                tokio::select! {
-                    incoming = self.endpoint.accept() => incoming.refuse(),
-                    joined = tasks.join_next() => if joined.is_none() { break },
-                }
+        // Each session closes itself: at once, or once its calls ended (or at the end of the
+        // grace period). Connections that arrive meanwhile are refused.
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => match incoming {
+                    Some(incoming) => incoming.refuse(),
+                    None => break,
+                },
+                joined = tasks.join_next() => if joined.is_none() { break },
             }
         }
-        self.endpoint.close(VarInt::from_u32(0), b"shutting down");
         while tasks.join_next().await.is_some() {}
-        self.endpoint.wait_idle().await;
+        self.endpoint
+            .close(session::h3_code(http3::NO_ERROR), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
     }
 }
 
-pub(crate) fn server_config_for(
-    addr: SocketAddr,
-    identity: &wtransport::Identity,
-    config: &WebTransportConfig,
-) -> Result<ServerConfig, BoxError> {
-    server_config(addr, identity, config)
+/// Replaces a development certificate before it expires. Sessions already open keep theirs.
+async fn rotate(
+    endpoint: quinn::Endpoint,
+    identity: ServerIdentity,
+    hashes: CertificateHashes,
+    config: Arc<WebTransportConfig>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(config.rotate_every) => {}
+            () = stop.cancelled() => return,
+        }
+        let rotated = identity.current().and_then(|next| {
+            endpoint.set_server_config(Some(server_config(&next, &config)?));
+            Ok(next)
+        });
+        match rotated {
+            Ok(next) => {
+                hashes.set(&next);
+                tracing::info!(hashes = ?hashes.hex(), "rotated the WebTransport development certificate");
+            }
+            Err(e) => tracing::warn!("cannot rotate the WebTransport development certificate: {e}"),
+        }
+    }
 }
