@@ -62,7 +62,8 @@ impl Target {
 }
 
 /// The session URL for `addr`: `https://` is the default scheme, `/weir` the default path,
-/// and `v=1` is added to a query that names no version (§2.1).
+/// and `v=2`, the newest version of the mapping, is added to a query that names no version
+/// (§2.2, §8).
 fn session_url(addr: &str) -> Result<String, String> {
     let full = if addr.contains("://") {
         addr.to_owned()
@@ -85,7 +86,7 @@ fn session_url(addr: &str) -> Result<String, String> {
         path => path,
     };
     let query = match uri.query() {
-        None | Some("") => "v=1".to_owned(),
+        None | Some("") => "v=2".to_owned(),
         Some(query)
             if query
                 .split('&')
@@ -93,7 +94,7 @@ fn session_url(addr: &str) -> Result<String, String> {
         {
             query.to_owned()
         }
-        Some(query) => format!("{query}&v=1"),
+        Some(query) => format!("{query}&v=2"),
     };
     Ok(format!("https://{authority}{path}?{query}"))
 }
@@ -303,14 +304,14 @@ mod tests {
     #[test]
     fn session_urls() {
         for (addr, url) in [
-            ("127.0.0.1:4433", "https://127.0.0.1:4433/weir?v=1"),
-            ("https://127.0.0.1:4433", "https://127.0.0.1:4433/weir?v=1"),
-            ("https://127.0.0.1:4433/", "https://127.0.0.1:4433/weir?v=1"),
-            ("https://h.example/grpc", "https://h.example/grpc?v=1"),
+            ("127.0.0.1:4433", "https://127.0.0.1:4433/weir?v=2"),
+            ("https://127.0.0.1:4433", "https://127.0.0.1:4433/weir?v=2"),
+            ("https://127.0.0.1:4433/", "https://127.0.0.1:4433/weir?v=2"),
+            ("https://h.example/grpc", "https://h.example/grpc?v=2"),
             ("https://h.example/grpc?v=1", "https://h.example/grpc?v=1"),
             (
                 "https://h.example/grpc?a=b",
-                "https://h.example/grpc?a=b&v=1",
+                "https://h.example/grpc?a=b&v=2",
             ),
             ("https://[::1]:4433/weir?v=2", "https://[::1]:4433/weir?v=2"),
         ] {

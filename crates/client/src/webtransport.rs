@@ -12,7 +12,7 @@
 //! use weir_client::webtransport::WebTransportClient;
 //!
 //! # async fn run(hashes: Vec<[u8; 32]>) -> Result<(), Box<dyn std::error::Error>> {
-//! let client = WebTransportClient::connect("https://127.0.0.1:4433/weir?v=1", &hashes).await?;
+//! let client = WebTransportClient::connect("https://127.0.0.1:4433/weir?v=2", &hashes).await?;
 //! let mut call = client
 //!     .call("/grpc.testing.TestService/FullDuplexCall", HeaderMap::new())
 //!     .await?;
@@ -42,7 +42,9 @@ use wtransport::quinn::{self, ReadError, WriteError};
 use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
 use weir_codec::status::GRPC_STATUS;
-use weir_codec::webtransport::{RequestHead, codes, status_for_stream_code};
+use weir_codec::webtransport::{
+    END_OF_REQUEST, RequestHead, Version, codes, status_for_stream_code,
+};
 
 use crate::Status;
 
@@ -96,6 +98,8 @@ pub struct WebTransportClient {
     connection: Connection,
     closed_locally: Arc<AtomicBool>,
     max_message_size: usize,
+    /// The version of the mapping the session speaks (its URL's `v`, §8).
+    version: Version,
 }
 
 impl std::fmt::Debug for WebTransportClient {
@@ -127,7 +131,7 @@ fn bind_for(
 }
 
 impl WebTransportClient {
-    /// Opens a session to `url` (`https://host:port/path?v=1`), accepting only a server
+    /// Opens a session to `url` (`https://host:port/path?v=2`), accepting only a server
     /// certificate whose SHA-256 hash is one of `hashes` (a development certificate, as
     /// `weir::webtransport::CertificateHashes` publishes them).
     pub async fn connect(url: &str, hashes: &[[u8; 32]]) -> Result<Self, ConnectError> {
@@ -156,8 +160,15 @@ impl WebTransportClient {
         Self::open(config, ConnectOptions::builder(url).build()).await
     }
 
-    /// Opens a session with a fully custom `wtransport` configuration.
+    /// Opens a session with a fully custom `wtransport` configuration. The session speaks the
+    /// version of the mapping its URL names (`v=1` or `v=2`; version 1 for any other, which
+    /// a server refuses anyway).
     pub async fn open(config: ClientConfig, options: ConnectOptions) -> Result<Self, ConnectError> {
+        let version = options
+            .url()
+            .split_once('?')
+            .and_then(|(_, query)| Version::from_query(query))
+            .unwrap_or(Version::V1);
         let endpoint = Endpoint::client(config).map_err(ConnectError::Io)?;
         let connection = endpoint.connect(options).await.map_err(|e| match e {
             ConnectingError::SessionRejected => ConnectError::Rejected,
@@ -168,6 +179,7 @@ impl WebTransportClient {
             connection,
             closed_locally: Arc::new(AtomicBool::new(false)),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            version,
         })
     }
 
@@ -291,6 +303,8 @@ impl WebTransportClient {
             idle: Mutex::new(Some(send)),
             closed_locally: self.closed_locally.clone(),
             deadline,
+            version: self.version,
+            request_ended: AtomicBool::new(false),
         });
         let mut call = Call {
             receiver: CallReceiver {
@@ -337,6 +351,9 @@ struct Shared {
     idle: Mutex<Option<wtransport::SendStream>>,
     closed_locally: Arc<AtomicBool>,
     deadline: Option<Instant>,
+    version: Version,
+    /// Set by [`CallSender::finish`]: no message may follow.
+    request_ended: AtomicBool,
 }
 
 /// An abnormal end of a call: its status, and the stream error code both sides of the stream
@@ -415,7 +432,9 @@ impl Call {
         self.sender.send(message).await
     }
 
-    /// Half-closes the call: sends FIN after the messages written so far.
+    /// Half-closes the call: ends the request after the messages written so far (version 2:
+    /// the end-of-request frame, the request side staying open so that the call can still be
+    /// cancelled; version 1: FIN). See [`CallSender::finish`].
     pub fn finish(&mut self) {
         self.sender.finish();
     }
@@ -571,70 +590,32 @@ impl CallSender {
     }
 
     async fn write(&mut self, chunks: &mut [Bytes]) -> Result<(), Status> {
-        let shared = &self.shared;
-        let taken = shared.idle_stream().take();
-        let Some(send) = taken else {
+        if self.shared.request_ended.load(Ordering::SeqCst) {
             return Err(self.aborted().unwrap_or_else(|| {
                 Status::new(Code::FailedPrecondition, "the request stream is finished")
             }));
-        };
-        // Until the write ends here, the guard holds the stream: a write abandoned half way
-        // (its future dropped) cancels the call instead of finishing the request.
-        let mut writing = Writing {
-            shared,
-            send: Some(send),
-        };
-        let written = match writing.send.as_mut() {
-            Some(send) => tokio::select! {
-                biased;
-                () = shared.wake.cancelled() => Written::Aborted,
-                () = until(shared.deadline) => Written::Expired,
-                written = send.quic_stream_mut().write_all_chunks(chunks) => Written::Done(written),
-            },
-            None => Written::Aborted,
-        };
-        let send = writing.send.take();
-        let failed = match written {
-            Written::Done(Ok(())) => {
-                let mut idle = shared.idle_stream();
-                match shared.aborted.get() {
-                    // Aborted meanwhile: the abort found no stream to reset.
-                    Some(abort) => {
-                        if let Some(mut send) = send {
-                            let _ = send.reset(wire_code(abort.code));
-                        }
-                    }
-                    None => *idle = send,
-                }
-                return Ok(());
-            }
-            Written::Done(Err(e)) => {
-                // The stream is unusable; it is dropped.
-                return Err(match e {
-                    WriteError::Stopped(code) => Status::new(
-                        status_for_stream_code(code.into_inner()),
-                        format!("the server stopped reading the request (code {code})"),
-                    ),
-                    WriteError::ConnectionLost(e) => shared.lost(&e),
-                    e => Status::new(Code::Cancelled, format!("request stream closed: {e}")),
-                });
-            }
-            Written::Aborted => shared.aborted.get(),
-            Written::Expired => Some(shared.expire()),
-        };
-        match failed {
-            Some(abort) => {
-                if let Some(mut send) = send {
-                    let _ = send.reset(wire_code(abort.code));
-                }
-                Err(abort.status.clone())
-            }
-            None => Err(Status::new(Code::Internal, "the call was aborted")),
         }
+        write(&self.shared, chunks).await
     }
-
-    /// Half-closes the call: sends FIN after the messages written so far.
+    /// Half-closes the call: ends the request after the messages written so far (§3.4).
+    ///
+    /// Version 2 writes the end-of-request frame (in a task of its own; it needs no stream
+    /// credit the session may lack) and keeps the request side open, so that a
+    /// [`cancel`](Self::cancel) can still reset it; the side is finished once the response
+    /// ended. Version 1 finishes the side (FIN). Outside a Tokio runtime both finish it.
     pub fn finish(&mut self) {
+        if self.shared.request_ended.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if self.shared.version >= Version::V2
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let shared = self.shared.clone();
+            runtime.spawn(async move {
+                let _ = write(&shared, &mut [Bytes::from_static(&END_OF_REQUEST)]).await;
+            });
+            return;
+        }
         if let Some(mut send) = self.shared.idle_stream().take() {
             let _ = send.quic_stream_mut().finish();
         }
@@ -647,6 +628,70 @@ impl CallSender {
             Status::new(Code::Cancelled, "cancelled by the client"),
             codes::CANCEL,
         );
+    }
+}
+
+/// Writes whole frames on a call's request side (see [`CallSender::send`]).
+async fn write(shared: &Shared, chunks: &mut [Bytes]) -> Result<(), Status> {
+    let aborted = || shared.aborted.get().map(|abort| abort.status.clone());
+    let taken = shared.idle_stream().take();
+    let Some(send) = taken else {
+        return Err(aborted().unwrap_or_else(|| {
+            Status::new(Code::FailedPrecondition, "the request stream is finished")
+        }));
+    };
+    // Until the write ends here, the guard holds the stream: a write abandoned half way
+    // (its future dropped) cancels the call instead of finishing the request.
+    let mut writing = Writing {
+        shared,
+        send: Some(send),
+    };
+    let written = match writing.send.as_mut() {
+        Some(send) => tokio::select! {
+            biased;
+            () = shared.wake.cancelled() => Written::Aborted,
+            () = until(shared.deadline) => Written::Expired,
+            written = send.quic_stream_mut().write_all_chunks(chunks) => Written::Done(written),
+        },
+        None => Written::Aborted,
+    };
+    let send = writing.send.take();
+    let failed = match written {
+        Written::Done(Ok(())) => {
+            let mut idle = shared.idle_stream();
+            match shared.aborted.get() {
+                // Aborted meanwhile: the abort found no stream to reset.
+                Some(abort) => {
+                    if let Some(mut send) = send {
+                        let _ = send.reset(wire_code(abort.code));
+                    }
+                }
+                None => *idle = send,
+            }
+            return Ok(());
+        }
+        Written::Done(Err(e)) => {
+            // The stream is unusable; it is dropped.
+            return Err(match e {
+                WriteError::Stopped(code) => Status::new(
+                    status_for_stream_code(code.into_inner()),
+                    format!("the server stopped reading the request (code {code})"),
+                ),
+                WriteError::ConnectionLost(e) => shared.lost(&e),
+                e => Status::new(Code::Cancelled, format!("request stream closed: {e}")),
+            });
+        }
+        Written::Aborted => shared.aborted.get(),
+        Written::Expired => Some(shared.expire()),
+    };
+    match failed {
+        Some(abort) => {
+            if let Some(mut send) = send {
+                let _ = send.reset(wire_code(abort.code));
+            }
+            Err(abort.status.clone())
+        }
+        None => Err(Status::new(Code::Internal, "the call was aborted")),
     }
 }
 
@@ -844,8 +889,16 @@ impl CallReceiver {
                 None => Status::new(Code::Internal, "trailer block without grpc-status"),
             });
         self.trailers = Some(block);
+        // Version 2: the response is complete, so the request side, kept open for a
+        // cancellation, is finished (§3.4).
+        if self.shared.version >= Version::V2
+            && let Some(mut send) = self.shared.idle_stream().take()
+        {
+            let _ = send.quic_stream_mut().finish();
+        }
         // The response is complete: nothing more to read. On an error status the request
-        // side, if still open, is of no use to the server any more: the sender resets it.
+        // side, if still open (version 1), is of no use to the server any more: the sender
+        // resets it.
         if let Some(recv) = self.recv.take() {
             recv.stop(wire_code(codes::CANCEL));
         }

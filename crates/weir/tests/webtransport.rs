@@ -25,6 +25,7 @@ use weir::metrics::Metrics;
 use weir::webtransport::{ServerIdentity, WebTransportConfig, WebTransportServer, codes};
 use weir_client::webtransport::{Call, ConnectError, WebTransportClient};
 use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, encode_header, encode_message};
+use weir_codec::webtransport::END_OF_REQUEST;
 use weir_codec::{metadata, trailers};
 use weir_testservice::pb::{
     EchoStatus, Empty, SimpleRequest, SimpleResponse, StreamingInputCallRequest,
@@ -1387,4 +1388,140 @@ async fn message_limits_are_per_direction() {
         .unary(UNARY_CALL, HeaderMap::new(), encode(&big_response))
         .await
         .unwrap();
+}
+
+/// Reads a raw response until its first message frame (after the response header block).
+async fn first_message(stream: &mut Raw) -> Bytes {
+    guard("first raw message", async {
+        let mut decoder = FrameDecoder::new(usize::MAX);
+        loop {
+            while let Some(frame) = decoder.decode().unwrap() {
+                if frame.flags() != FLAG_TRAILERS {
+                    return frame.into_payload();
+                }
+            }
+            let chunk = stream
+                .1
+                .quic_stream_mut()
+                .read_chunk(usize::MAX, true)
+                .await
+                .unwrap()
+                .expect("the response ended before a message");
+            decoder.push(chunk.bytes);
+        }
+    })
+    .await
+}
+
+/// Version 2 (§3.4, §5.3): the request ends with the end-of-request frame and its side stays
+/// open, so a reset of that side alone, sent after the request ended (what Firefox's
+/// `writer.abort()` does; it sends no STOP_SENDING), cancels a server stream at the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_a_reset_after_the_end_of_request_cancels_the_call() {
+    for kind in KINDS {
+        let stack = Stack::start(kind).await;
+        assert!(stack.url.ends_with("?v=2"), "{}", stack.url);
+        let client = stack.client().await;
+        let mut stream = raw(&client).await;
+        let mut slow = echo(&[1, 1]);
+        slow.response_parameters[1].interval_us = 10_000_000;
+        write(&mut stream, &request_head(STREAMING_OUTPUT_CALL), false).await;
+        write(&mut stream, &encode_message(&encode(&slow)), false).await;
+        write(&mut stream, &END_OF_REQUEST, false).await;
+        first_message(&mut stream).await;
+        stream
+            .0
+            .quic_stream_mut()
+            .reset(
+                wtransport::quinn::VarInt::from_u64(weir_codec::webtransport::to_http3(
+                    codes::CANCEL,
+                ))
+                .unwrap(),
+            )
+            .unwrap();
+        let counts = stack.wait_for(|c| c.cancelled == 1).await;
+        assert_eq!(counts.in_flight(), 0, "{kind:?} {counts:?}");
+        let reply = read_raw(&mut stream).await;
+        assert_eq!(
+            reply.end,
+            End::Reset(codes::CANCEL.into()),
+            "{kind:?} {reply:?}"
+        );
+        stack.assert_serving().await;
+    }
+}
+
+/// Version 2: a frame after the end-of-request frame is a protocol error (§5.5); in
+/// version 1 the end-of-request frame itself is one (a second header block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_nothing_may_follow_the_end_of_request() {
+    let stack = Stack::start(Kind::InProcess).await;
+    let client = stack.client().await;
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    write(&mut stream, &END_OF_REQUEST, false).await;
+    write(&mut stream, &encode_message(&encode(&echo(&[3]))), false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.end, End::Fin, "{reply:?}");
+    assert_eq!(reply.code(), Code::Internal, "{reply:?}");
+    assert_eq!(
+        stop_code(&mut stream).await,
+        u64::from(codes::PROTOCOL_ERROR)
+    );
+
+    // The same frame ends a version-2 request normally: the reply comes, then the client
+    // finishes its side.
+    let mut stream = raw(&client).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    write(&mut stream, &encode_message(&encode(&echo(&[3]))), false).await;
+    write(&mut stream, &END_OF_REQUEST, false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(
+        (reply.code(), reply.messages.len()),
+        (Code::Ok, 1),
+        "{reply:?}"
+    );
+    stream.0.quic_stream_mut().finish().unwrap();
+
+    let v1 = stack.url.replace("?v=2", "?v=1");
+    let old = stack
+        .try_client(ConnectOptions::builder(&v1).build())
+        .await
+        .unwrap();
+    let mut stream = raw(&old).await;
+    write(&mut stream, &request_head(FULL_DUPLEX_CALL), false).await;
+    write(&mut stream, &END_OF_REQUEST, false).await;
+    let reply = read_raw(&mut stream).await;
+    assert_eq!(reply.code(), Code::Internal, "{reply:?}");
+    // A version-1 client's calls work as before.
+    old.unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+    stack.assert_serving().await;
+}
+
+/// The session ends with a `CLOSE_WEBTRANSPORT_SESSION` capsule when the server stops
+/// (§2.4): code 0, reason `shutting down`, as a page reads them from `transport.closed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_closes_sessions_with_a_code_and_reason() {
+    let mut stack = Stack::start(Kind::InProcess).await;
+    let client = stack.client().await;
+    client
+        .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+    stack.stop.take().unwrap().send(()).unwrap();
+    guard("session closed", client.connection().closed()).await;
+    // wtransport closes the QUIC connection itself once the capsule arrived, and reports the
+    // capsule's code and reason as the session's end (its accept calls return it).
+    match client.connection().accept_bi().await {
+        Err(wtransport::error::ConnectionError::ApplicationClosed(close)) => {
+            assert_eq!(close.code().into_inner(), 0);
+            assert_eq!(close.reason(), b"shutting down");
+        }
+        Err(other) => panic!("expected the session closed by the server, got {other:?}"),
+        Ok(_) => panic!("a stream opened on a closed session"),
+    }
+    let err = client.call(EMPTY_CALL, HeaderMap::new()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
