@@ -106,7 +106,7 @@ Over WebTransport (HTTP/3), to a gateway with a WebTransport listener:
   weir demo --listen 127.0.0.1:8080 --webtransport-listen 127.0.0.1:4433 &
   # session URL and development certificate hash from http://127.0.0.1:8080/.well-known/weir/webtransport
   weir call http://127.0.0.1:8080 grpc.testing.TestService/FullDuplexCall --webtransport --discover
-  # or given directly (the path defaults to /weir, ?v=1 is added)
+  # or given directly (the path defaults to /weir, ?v=2 is added)
   weir call https://127.0.0.1:4433 grpc.testing.TestService/UnaryCall --webtransport \\
       --cert-hash 93335362d368f5bb... -d '{\"responseSize\": 3}'
   weir call https://wt.example.com/weir pkg.Svc/Get --webtransport -d '{}'   # system roots
@@ -183,7 +183,7 @@ pub struct CallArgs {
     verbose: bool,
 
     /// Call over WebTransport (HTTP/3) instead of gRPC-Web: ADDR is the session URL,
-    /// https://HOST:PORT[/PATH] (default path /weir; ?v=1 is added), or HOST:PORT. The
+    /// https://HOST:PORT[/PATH] (default path /weir; ?v=2 is added), or HOST:PORT. The
     /// server's certificate is checked against the system's roots unless --cert-hash or
     /// --discover is given.
     #[arg(long, conflicts_with_all = ["text", "http1"])]

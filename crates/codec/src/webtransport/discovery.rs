@@ -6,7 +6,7 @@
 //!
 //! ```json
 //! {"version": 1,
-//!  "url": "https://127.0.0.1:4433/weir?v=1",
+//!  "url": "https://127.0.0.1:4433/weir?v=2",
 //!  "certificateHashes": [{"algorithm": "sha-256", "value": "<64 lowercase hex digits>"}]}
 //! ```
 //!
@@ -31,7 +31,7 @@ pub const SHA_256: &str = "sha-256";
 /// ```
 /// use weir_codec::webtransport::Discovery;
 ///
-/// let doc = Discovery::new("https://localhost:4433/weir?v=1", [[0xab; 32]]);
+/// let doc = Discovery::new("https://localhost:4433/weir?v=2", [[0xab; 32]]);
 /// assert_eq!(doc.certificate_hashes[0].algorithm, "sha-256");
 /// assert_eq!(doc.certificate_hashes[0].value, "ab".repeat(32));
 /// assert_eq!(doc.certificate_hashes[0].bytes(), Some(vec![0xab; 32]));
@@ -47,7 +47,7 @@ pub const SHA_256: &str = "sha-256";
 pub struct Discovery {
     /// The mapping version, [`VERSION`].
     pub version: u32,
-    /// The URL to open the session with, `https://host:port/path?v=1`.
+    /// The URL to open the session with, `https://host:port/path?v=2`.
     pub url: String,
     /// The hashes of the certificates to accept (JSON `certificateHashes`; absent reads as
     /// none).
