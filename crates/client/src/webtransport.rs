@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_codec::Code;
 use weir_codec::frame::{FLAG_TRAILERS, FrameDecoder, FrameError, encode_header};
-use weir_codec::{timeout, trailers};
+use weir_codec::timeout;
 use wtransport::endpoint::ConnectOptions;
 use wtransport::endpoint::endpoint_side;
 use wtransport::error::ConnectingError;
@@ -43,7 +43,7 @@ use wtransport::{ClientConfig, Connection, Endpoint, VarInt};
 
 use weir_codec::status::GRPC_STATUS;
 use weir_codec::webtransport::{
-    END_OF_REQUEST, RequestHead, Version, codes, status_for_stream_code,
+    END_OF_REQUEST, RequestHead, Version, codes, decode_block, status_for_stream_code,
 };
 
 use crate::Status;
@@ -768,10 +768,11 @@ impl CallReceiver {
             match self.decoder.decode() {
                 Ok(Some(frame)) => match frame.flags() {
                     FLAG_TRAILERS => {
-                        let block = match trailers::decode(frame.payload()) {
+                        // Names must be lowercase and there are no pseudo-headers (§3.2).
+                        let block = match decode_block(frame.payload()) {
                             Ok(block) => block,
                             Err(e) => {
-                                self.violation(format!("response header block: {e}"));
+                                self.violation(format!("response {e}"));
                                 return Event::End;
                             }
                         };

@@ -419,7 +419,15 @@ async fn cancellation_and_deadlines() {
         stack.wait_for(|c| c.started == 1).await;
         call.cancel();
         assert_eq!(status(&mut call).await.code(), Code::Cancelled);
-        stack.wait_for(|c| c.cancelled == 1).await;
+        let base = stack.wait_for(|c| c.in_flight() == 0).await;
+        match kind {
+            Kind::InProcess => assert_eq!(base.cancelled, 1, "{base:?}"),
+            // The upstream stream is reset with RST_STREAM(CANCEL). tonic's request decoder
+            // ends a request stream reset with CANCEL as if it had ended normally, so the
+            // upstream handler, which was reading it, may complete before its server drops
+            // it: either way the call is over at the upstream.
+            Kind::Proxied => assert_eq!(base.cancelled + base.completed, 1, "{base:?}"),
+        }
 
         // cancel_after_first_response: the handler (upstream: its HTTP/2 stream) sees it.
         let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
@@ -430,17 +438,17 @@ async fn cancellation_and_deadlines() {
             call.next_message().await.unwrap_err().code(),
             Code::Cancelled
         );
-        stack.wait_for(|c| c.cancelled == 2).await;
+        stack.wait_for(|c| c.cancelled == base.cancelled + 1).await;
 
         // Dropping a call cancels it too.
         let mut call = start(&client, FULL_DUPLEX_CALL, HeaderMap::new()).await;
         call.send(encode(&echo(&[1]))).await.unwrap();
         assert!(next(&mut call).await.is_some());
         drop(call);
-        stack.wait_for(|c| c.cancelled == 3).await;
+        stack.wait_for(|c| c.cancelled == base.cancelled + 2).await;
 
         let counts = stack.wait_for(|c| c.in_flight() == 0).await;
-        assert_eq!(counts.cancelled, 3, "{kind:?}: {counts:?}");
+        assert_eq!(counts.cancelled, base.cancelled + 2, "{kind:?}: {counts:?}");
 
         // timeout_on_sleeping_server, enforced by the server: grpc-timeout only, no client
         // timer. (The gateway's timer and the handler's race: the handler may see either its

@@ -154,6 +154,33 @@ pub fn check_path(path: &str) -> Result<(), HeadError> {
     Ok(())
 }
 
+/// Decodes the payload of a response header block or trailer block (§3.2, §3.5): a block
+/// with a name that is not lowercase, or a pseudo-header, is malformed; a client fails the
+/// call with `INTERNAL` ([`HeadError::to_status`]).
+pub fn decode_block(block: &[u8]) -> Result<HeaderMap, HeadError> {
+    for (index, line) in block.split(|&b| b == b'\n').enumerate() {
+        let trimmed = line.trim_ascii_start();
+        let name = trimmed.split(|&b| b == b':').next().unwrap_or_default();
+        if trimmed.first() == Some(&b':') {
+            let name = trimmed[1..]
+                .split(|&b| b == b':')
+                .next()
+                .unwrap_or_default();
+            return Err(HeadError::PseudoHeader(format!(
+                ":{}",
+                String::from_utf8_lossy(name.trim_ascii_end())
+            )));
+        }
+        if name.iter().any(u8::is_ascii_uppercase) {
+            return Err(HeadError::UppercaseName {
+                line: index + 1,
+                name: String::from_utf8_lossy(name.trim_ascii_end()).into_owned(),
+            });
+        }
+    }
+    trailers::decode(block).map_err(HeadError::Block)
+}
+
 /// A response header block or trailer block as a whole frame: flags `0x80`, length, then the
 /// headers (§3.5). The same bytes as a gRPC-Web trailer frame.
 pub fn encode_block(headers: &HeaderMap) -> Bytes {
@@ -167,7 +194,8 @@ pub enum HeadError {
     NoPath,
     /// The block has more than one `:path`.
     DuplicatePath,
-    /// The block has a pseudo-header other than `:path` (reserved, §3.3).
+    /// The block has a pseudo-header other than `:path` (reserved, §3.3; a response block has
+    /// none).
     PseudoHeader(String),
     /// A name has an uppercase letter (names must be lowercase, §3.2).
     UppercaseName {
@@ -198,10 +226,7 @@ impl fmt::Display for HeadError {
             HeadError::NoPath => f.write_str("request header block has no :path"),
             HeadError::DuplicatePath => f.write_str("request header block has more than one :path"),
             HeadError::PseudoHeader(name) => {
-                write!(
-                    f,
-                    "request header block has the reserved pseudo-header {name:?}"
-                )
+                write!(f, "header block has the reserved pseudo-header {name:?}")
             }
             HeadError::NotMethodPath(path) => {
                 write!(f, ":path {path:?} is not /package.Service/Method")
@@ -209,10 +234,10 @@ impl fmt::Display for HeadError {
             HeadError::InvalidPath(path) => write!(f, ":path {path:?} is not a valid path"),
             HeadError::UppercaseName { line, name } => write!(
                 f,
-                "request header block, line {line}: the name {name:?} is not lowercase"
+                "header block, line {line}: the name {name:?} is not lowercase"
             ),
             HeadError::Block(e) => {
-                write!(f, "request header block, line {}: {}", e.line(), e.reason())
+                write!(f, "header block, line {}: {}", e.line(), e.reason())
             }
         }
     }
@@ -288,27 +313,27 @@ mod tests {
             ),
             (
                 b":path: /a.B/C\r\n:authority: x\r\n",
-                "request header block has the reserved pseudo-header \":authority\"",
+                "header block has the reserved pseudo-header \":authority\"",
             ),
             (
                 b":path: /a.B/C\r\ngarbage\r\n",
-                "request header block, line 2: no ':' separator",
+                "header block, line 2: no ':' separator",
             ),
             (
                 b":path: /a.B/C\r\nx: \x01\r\n",
-                "request header block, line 2: invalid value",
+                "header block, line 2: invalid value",
             ),
             (
                 b":path: /a.B/C\r\nContent-Type: application/grpc\r\n",
-                "request header block, line 2: the name \"Content-Type\" is not lowercase",
+                "header block, line 2: the name \"Content-Type\" is not lowercase",
             ),
             (
                 b":PATH: /a.B/C\r\n",
-                "request header block, line 1: the name \":PATH\" is not lowercase",
+                "header block, line 1: the name \":PATH\" is not lowercase",
             ),
             (
                 b":path: /a.B/C\r\n:method: POST\r\n",
-                "request header block has the reserved pseudo-header \":method\"",
+                "header block has the reserved pseudo-header \":method\"",
             ),
         ];
         for (block, message) in cases {
@@ -323,6 +348,21 @@ mod tests {
         }
         assert!(RequestHead::new("/nope", HeaderMap::new()).is_err());
         assert!(RequestHead::new("/a.B/C\r\nx: y", HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn response_blocks() {
+        let block = decode_block(b"grpc-status: 0\r\nx-a:1\n").unwrap();
+        assert_eq!(block["grpc-status"], "0");
+        assert_eq!(block["x-a"], "1");
+        assert_eq!(
+            decode_block(b"grpc-status: 0\r\nGrpc-Message: x\r\n")
+                .unwrap_err()
+                .to_string(),
+            "header block, line 2: the name \"Grpc-Message\" is not lowercase"
+        );
+        assert!(decode_block(b":status: 200\r\n").is_err());
+        assert!(decode_block(b"garbage\r\n").is_err());
     }
 
     #[test]

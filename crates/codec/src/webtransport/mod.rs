@@ -19,7 +19,7 @@ pub mod head;
 pub mod request;
 
 pub use discovery::{CertificateHash, DISCOVERY_PATH, Discovery, DiscoveryError, VERSION};
-pub use head::{HeadError, RequestHead, check_path, encode_block};
+pub use head::{HeadError, RequestHead, check_path, decode_block, encode_block};
 pub use request::{END_OF_REQUEST, EndOfRequest};
 
 /// A version of the mapping (§8), named by the session request's query parameter `v`.
