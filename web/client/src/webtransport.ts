@@ -71,11 +71,12 @@ export interface WebTransportTransportOptions {
   /** The fetch used for the discovery document (default globalThis.fetch). */
   fetch?: typeof globalThis.fetch;
   /**
-   * Called once for each session that ends, with who ended it and, when the
-   * server closed it, its close code and reason (weir sends code 0,
-   * `"shutting down"` when it stops). The session's open calls fail with
-   * UNAVAILABLE (CANCELLED when the application closed it); the next call
-   * opens a new session.
+   * Called once for each session this transport used that ends, with who
+   * ended it and, when the server closed it, its close code and reason (weir
+   * sends code 0, `"shutting down"` when it stops). The session's open calls
+   * fail with UNAVAILABLE (CANCELLED when the application closed it); the
+   * next call opens a new session. (Transports for the same endpoint share
+   * sessions: each one's hook is called for a session it used.)
    */
   onSessionClose?: (info: SessionCloseInfo) => void;
 }
@@ -175,7 +176,6 @@ class Session {
     /** The mapping version every call of this session speaks (§8). */
     readonly version: MappingVersion,
     private readonly forget: (s: Session) => void,
-    private readonly onClose: ((info: SessionCloseInfo) => void) | undefined,
   ) {
     wt.closed.then(
       (info) => {
@@ -209,6 +209,14 @@ class Session {
     );
   }
 
+  /** The `onSessionClose` hooks of the transports that used this session. */
+  private readonly closeHooks = new Set<(info: SessionCloseInfo) => void>();
+
+  /** Calls `hook` once, when the session ends (if it has not yet). */
+  onClose(hook: (info: SessionCloseInfo) => void): void {
+    if (this.dead === undefined) this.closeHooks.add(hook);
+  }
+
   /** Calls `fail` when the session goes away; returns the unsubscribe. */
   watch(fail: (err: ConnectError) => void): () => void {
     this.listeners.add(fail);
@@ -221,11 +229,14 @@ class Session {
     this.forget(this);
     for (const fail of [...this.listeners]) fail(err);
     this.listeners.clear();
-    try {
-      this.onClose?.(info);
-    } catch {
-      // the application's hook failing is not the session's business
+    for (const hook of this.closeHooks) {
+      try {
+        hook(info);
+      } catch {
+        // the application's hook failing is not the session's business
+      }
     }
+    this.closeHooks.clear();
   }
 
   close(reason: string): void {
@@ -362,7 +373,6 @@ export function createWebTransportTransport(options: WebTransportTransportOption
         () => {
           if (sessions.get(key) === self()) sessions.delete(key);
         },
-        options.onSessionClose,
       );
     } catch (e) {
       try {
@@ -387,6 +397,8 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       p.catch(() => {});
       sessions.set(key, p);
     }
+    const hook = options.onSessionClose;
+    if (hook !== undefined) p.then((s) => s.onClose(hook), () => {});
     return raceAbort(p, signal);
   }
 
