@@ -3,19 +3,34 @@
 
 import { create } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type Transport } from "@connectrpc/connect";
-import { createAutoTransport, createFetchTransport, createWebTransportTransport, createXhrTransport, supportsRequestStreams, supportsWebTransport } from "../src/index.js";
+import {
+  createAutoTransport,
+  createFetchTransport,
+  createWebTransportTransport,
+  createXhrTransport,
+  type SessionCloseInfo,
+  supportsRequestStreams,
+  supportsWebTransport,
+} from "../src/index.js";
 import { PayloadSchema } from "../../interop/src/gen/grpc/testing/messages_pb.js";
 import { TestService, UnimplementedService } from "../../interop/src/gen/grpc/testing/test_pb.js";
-import type { CallOutcome, CallSpec, FetchRecord, RequestSpec, TransportSpec } from "./protocol.js";
+import type { CallOutcome, CallSpec, FetchRecord, RequestSpec, SessionClosed, TransportSpec } from "./protocol.js";
 
-// Count the sessions the page opens (the transports share one per endpoint).
+// Count the sessions the page opens (the transports share one per endpoint),
+// and record how each ended, as the browser says (`closed`).
 let sessions = 0;
+const nativeCloses: SessionClosed[] = [];
+const reportedCloses: SessionClosed[] = [];
 const NativeWebTransport = globalThis.WebTransport;
 if (typeof NativeWebTransport === "function") {
   globalThis.WebTransport = class extends NativeWebTransport {
     constructor(url: string | URL, options?: WebTransportOptions) {
       super(url, options);
       sessions++;
+      this.closed.then(
+        (info) => nativeCloses.push({ by: "resolved", closeCode: info.closeCode, reason: info.reason, at: Date.now() }),
+        (e) => nativeCloses.push({ by: "rejected", error: String(e), at: Date.now() }),
+      );
     }
   };
 }
@@ -26,8 +41,13 @@ function wtOptions(t: TransportSpec) {
     url: t.url,
     serverCertificateHashes: t.certificateHashes?.map((value) => ({ algorithm: "sha-256", value })),
     connectTimeoutMs: 5000,
+    onSessionClose,
   };
 }
+
+// One function for every transport (the page makes one per call): a session calls it once.
+const onSessionClose = (i: SessionCloseInfo) =>
+  reportedCloses.push({ by: i.by, closeCode: i.closeCode, reason: i.reason, error: i.error === undefined ? undefined : String(i.error), at: Date.now() });
 
 /** A fetch that records, per call, whether each request went out as a stream or one body. */
 function spyFetch(log: FetchRecord[]): typeof fetch {
@@ -207,4 +227,5 @@ window.weirParity = {
   sessionsOpened: () => sessions,
   closeSession: (t) => createWebTransportTransport(wtOptions(t)).close("closed by the test page"),
   hasWebTransport: supportsWebTransport,
+  sessionsClosed: () => ({ native: nativeCloses, reported: reportedCloses }),
 };

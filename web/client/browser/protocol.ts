@@ -74,6 +74,16 @@ export interface CallOutcome {
   abortedAt?: number;
 }
 
+export interface SessionClosed {
+  /** `onSessionClose`'s `by`; for `native`: "resolved" or "rejected". */
+  by: string;
+  closeCode?: number;
+  reason?: string;
+  error?: string;
+  /** Date.now() in the page when it was seen. */
+  at: number;
+}
+
 export interface FetchRecord {
   body: "stream" | "buffered";
   outcome: "response" | "rejected";
@@ -89,6 +99,12 @@ export interface ParityPage {
   sessionsOpened(): number;
   /** Closes the WebTransport session for this transport's endpoint. */
   closeSession(t: TransportSpec): void;
+  /**
+   * How each WebTransport session of the page ended so far, in order: what the
+   * browser's `WebTransport.closed` settled with (`native`), and what the
+   * transports' `onSessionClose` reported (`reported`).
+   */
+  sessionsClosed(): { native: SessionClosed[]; reported: SessionClosed[] };
   hasWebTransport(): boolean;
 }
 

@@ -5,6 +5,7 @@ export {
   createWebTransportTransport,
   supportsWebTransport,
   type CertificateHash,
+  type SessionCloseInfo,
   type WebTransportTransport,
   type WebTransportTransportOptions,
 } from "./webtransport.js";

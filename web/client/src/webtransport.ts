@@ -2,7 +2,9 @@
 // session per endpoint, shared by every call and transport that names the
 // same endpoint, opened on the first call and again after it is lost; one
 // bidirectional stream per call. Both directions run independently, so bidi
-// calls are full duplex.
+// calls are full duplex. Version 2 of the mapping by default: the request
+// ends with an end-of-request frame and the send side stays open until the
+// response ended, so that a cancel can always reset it (§3.4, §5.3).
 
 import { type DescMessage, type DescMethodStreaming, type DescMethodUnary, fromBinary, type MessageShape } from "@bufbuild/protobuf";
 import {
@@ -17,9 +19,12 @@ import { FLAG_DATA, type Frame, FrameParser } from "./frames.js";
 import { callController, frameMessages, watchAbort } from "./messages.js";
 import { type CallParts, createShell, envelopeMessage } from "./shell.js";
 import {
+  chooseVersion,
   DISCOVERY_PATH,
   type Discovery,
+  END_OF_REQUEST,
   FLAG_HEADER_BLOCK,
+  type MappingVersion,
   StreamErrorCode,
   decodeHeaderBlock,
   headerBlockFrame,
@@ -36,8 +41,10 @@ export interface CertificateHash {
 
 export interface WebTransportTransportOptions {
   /**
-   * The session URL, e.g. `https://api.example.com:4433/weir?v=1`. Without
-   * it (and without hashes) the discovery document names it.
+   * The session URL, e.g. `https://api.example.com:4433/weir?v=2`. Without
+   * it (and without hashes) the discovery document names it. Its `v`
+   * parameter picks the mapping version when it is 1 or 2; otherwise (none,
+   * or a newer one) the client speaks version 2 and sets `v=2`.
    */
   url?: string;
   /**
@@ -63,6 +70,30 @@ export interface WebTransportTransportOptions {
   WebTransport?: typeof globalThis.WebTransport;
   /** The fetch used for the discovery document (default globalThis.fetch). */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Called once for each session this transport used that ends, with who
+   * ended it and, when the server closed it, its close code and reason (weir
+   * sends code 0, `"shutting down"` when it stops). The session's open calls
+   * fail with UNAVAILABLE (CANCELLED when the application closed it); the
+   * next call opens a new session. (Transports for the same endpoint share
+   * sessions: each one's hook is called for a session it used.)
+   */
+  onSessionClose?: (info: SessionCloseInfo) => void;
+}
+
+/** How a WebTransport session ended (`onSessionClose`). */
+export interface SessionCloseInfo {
+  /** The session URL. */
+  url: string;
+  /**
+   * `server`: the server closed it (`closeCode` and `reason` are what
+   * `WebTransport.closed` resolved with); `client`: the application did
+   * (`close()`); `lost`: the connection failed (`error` says how).
+   */
+  by: "server" | "client" | "lost";
+  closeCode?: number;
+  reason?: string;
+  error?: unknown;
 }
 
 /** A Connect Transport over WebTransport, with control over its session. */
@@ -142,18 +173,48 @@ class Session {
   constructor(
     readonly wt: WebTransport,
     readonly url: string,
+    /** The mapping version every call of this session speaks (§8). */
+    readonly version: MappingVersion,
     private readonly forget: (s: Session) => void,
   ) {
     wt.closed.then(
-      (info) =>
+      (info) => {
+        const closeCode = info.closeCode ?? 0;
+        const reason = info.reason ?? "";
         this.lost(
           new ConnectError(
-            `WebTransport session to ${url} closed by the server (code ${info.closeCode ?? 0}${info.reason ? `: ${info.reason}` : ""})`,
+            `WebTransport session to ${url} closed by the server (code ${closeCode}${reason ? `: ${reason}` : ""})`,
             Code.Unavailable,
+            undefined,
+            undefined,
+            info,
           ),
-        ),
-      (e) => this.lost(new ConnectError(`WebTransport session to ${url} lost: ${describe(e)}`, Code.Unavailable, undefined, undefined, e)),
+          { url, by: "server", closeCode, reason },
+        );
+      },
+      (e) =>
+        this.lost(new ConnectError(`WebTransport session to ${url} lost: ${describe(e)}`, Code.Unavailable, undefined, undefined, e), {
+          url,
+          by: "lost",
+          error: e,
+        }),
     );
+    // The server is stopping (DRAIN_WEBTRANSPORT_SESSION, §2.4): it refuses
+    // new calls on this session; the open ones go on. New calls open a new
+    // session. (Chromium has `draining`; where it is missing, new calls are
+    // refused with REFUSED → UNAVAILABLE until the session closes.)
+    (wt as { draining?: Promise<void> }).draining?.then(
+      () => this.forget(this),
+      () => {},
+    );
+  }
+
+  /** The `onSessionClose` hooks of the transports that used this session. */
+  private readonly closeHooks = new Set<(info: SessionCloseInfo) => void>();
+
+  /** Calls `hook` once, when the session ends (if it has not yet). */
+  onClose(hook: (info: SessionCloseInfo) => void): void {
+    if (this.dead === undefined) this.closeHooks.add(hook);
   }
 
   /** Calls `fail` when the session goes away; returns the unsubscribe. */
@@ -162,16 +223,29 @@ class Session {
     return () => this.listeners.delete(fail);
   }
 
-  lost(err: ConnectError): void {
+  lost(err: ConnectError, info: SessionCloseInfo): void {
     if (this.dead !== undefined) return;
     this.dead = err;
     this.forget(this);
     for (const fail of [...this.listeners]) fail(err);
     this.listeners.clear();
+    for (const hook of this.closeHooks) {
+      try {
+        hook(info);
+      } catch {
+        // the application's hook failing is not the session's business
+      }
+    }
+    this.closeHooks.clear();
   }
 
   close(reason: string): void {
-    this.lost(new ConnectError(`WebTransport session closed by the client${reason ? `: ${reason}` : ""}`, Code.Canceled));
+    this.lost(new ConnectError(`WebTransport session closed by the client${reason ? `: ${reason}` : ""}`, Code.Canceled), {
+      url: this.url,
+      by: "client",
+      closeCode: 0,
+      reason,
+    });
     try {
       this.wt.close({ closeCode: 0, reason });
     } catch {
@@ -258,14 +332,17 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     );
     let wt: WebTransport | undefined;
     try {
-      let url = options.url;
+      let named = options.url;
       let certs = hashes;
       if (certs === undefined && discoveryUrl !== undefined) {
         const d = await discover(ctl.signal);
-        url ??= d.url;
+        named ??= d.url;
         certs = d.serverCertificateHashes as WebTransportHash[];
       }
-      if (url === undefined) throw new ConnectError("no WebTransport URL", Code.Unavailable);
+      if (named === undefined) throw new ConnectError("no WebTransport URL", Code.Unavailable);
+      // The version the URL names (a server before version 2 names v=1 in
+      // its discovery document), else version 2 (§8).
+      const { url, version } = chooseVersion(named);
       try {
         wt = new WT(url, certs !== undefined && certs.length > 0 ? { serverCertificateHashes: certs } : {});
       } catch (e) {
@@ -289,9 +366,14 @@ export function createWebTransportTransport(options: WebTransportTransportOption
           e,
         );
       }
-      return new Session(opened, url, () => {
-        if (sessions.get(key) === self()) sessions.delete(key);
-      });
+      return new Session(
+        opened,
+        url,
+        version,
+        () => {
+          if (sessions.get(key) === self()) sessions.delete(key);
+        },
+      );
     } catch (e) {
       try {
         wt?.close();
@@ -315,6 +397,8 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       p.catch(() => {});
       sessions.set(key, p);
     }
+    const hook = options.onSessionClose;
+    if (hook !== undefined) p.then((s) => s.onClose(hook), () => {});
     return raceAbort(p, signal);
   }
 
@@ -388,9 +472,22 @@ export function createWebTransportTransport(options: WebTransportTransportOption
     };
     const abortError = () => ConnectError.from(ctl.signal.reason, Code.Canceled);
 
+    const kind = method.methodKind;
+    // Unary and server streaming send exactly one message (§3.4): it is taken
+    // before the stream opens, and no second one is ever asked for.
+    const single = kind === "unary" || kind === "server_streaming";
+    const it = input[Symbol.asyncIterator]();
+    let head: Uint8Array;
+    let only: Uint8Array | undefined;
     let s: Session;
     let stream: WebTransportBidirectionalStream;
     try {
+      head = headerBlockFrame(reqHeader, [[":path", `/${method.parent.typeName}/${method.name}`]]);
+      if (single) {
+        const r = await raceAbort(it.next(), ctl.signal);
+        if (r.done === true) throw new ConnectError("missing request message", Code.Internal);
+        only = envelope(method.input, r.value);
+      }
       s = await session(ctl.signal);
       stream = await openStream(s, ctl.signal);
     } catch (e) {
@@ -399,60 +496,62 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       throw err;
     }
     const session_ = s;
+    const v2 = s.version === 2;
     unwatch = s.watch((err) => ctl.abort(err));
 
     const writer = stream.writable.getWriter();
     const reader = stream.readable.getReader();
-    let writeClosing = false;
+    /** Nothing more is written: FIN queued, or the send side reset. */
+    let sendEnded = false;
+    /** The receive side finished (FIN) or was reset. */
     let readDone = false;
-    // Cancel (§5): reset our send side and STOP_SENDING our receive side, CANCEL.
+    /** A trailer block (or trailers-only block) was read: it decides the status (§5.2). */
+    let statusSeen = false;
+    // FIN. In version 2 after the response ended; the server may have sent
+    // STOP_SENDING already, which makes close() reject.
+    const closeSend = () => {
+      if (sendEnded) return;
+      sendEnded = true;
+      writer.close().catch(() => {});
+    };
     ctl.signal.addEventListener(
       "abort",
       () => {
+        // The call is over. Before its response ended, that is a cancel
+        // (§5.3): reset our send side and STOP_SENDING our receive side, both
+        // CANCEL (version 2 kept the send side open for this). After it: FIN.
         if (!readDone) reader.cancel(cancelReason()).catch(() => {});
-        if (!writeClosing) writer.abort(cancelReason()).catch(() => {});
+        if (statusSeen || readDone) closeSend();
+        else if (!sendEnded) {
+          sendEnded = true;
+          writer.abort(cancelReason()).catch(() => {});
+        }
       },
       { once: true },
     );
     const { aborted, stopped } = watchAbort(ctl.signal);
 
-    // ---- send side: header block, messages, FIN; independent of reading.
-    const path = `/${method.parent.typeName}/${method.name}`;
-    const head = headerBlockFrame(reqHeader, [[":path", path]]);
-    const close = () => {
-      writeClosing = true;
-      return writer.close();
-    };
+    // ---- send side: header block, messages, end of request; independent of
+    // reading. The end of the request is the end-of-request frame in version
+    // 2 (the send side stays open until the response ended), FIN in version 1.
     const fail = (e: unknown) => {
       if (!ended) ctl.abort(ConnectError.from(e, Code.Internal));
     };
     void (async () => {
-      const it = input[Symbol.asyncIterator]();
-      const kind = method.methodKind;
-      let first: Uint8Array;
-      try {
-        if (kind === "unary" || kind === "server_streaming") {
-          const r = await it.next();
-          if (r.done === true) throw new ConnectError("missing request message", Code.Internal);
-          const msg = envelope(method.input, r.value);
-          first = new Uint8Array(head.length + msg.length);
-          first.set(head);
-          first.set(msg, head.length);
-        } else {
-          first = head;
-        }
-      } catch (e) {
-        fail(e);
-        return;
-      }
       // A write fails when the server stops reading (STOP_SENDING) or resets:
-      // the receive side then says why (a trailer, or a reset code).
+      // writing stops, reading goes on; the receive side says how the call
+      // ended (a trailer block, or a reset code).
       try {
-        await writer.write(first);
-        if (kind === "unary" || kind === "server_streaming") {
-          await close();
+        if (only !== undefined) {
+          const first = new Uint8Array(head.length + only.length + (v2 ? END_OF_REQUEST.length : 0));
+          first.set(head);
+          first.set(only, head.length);
+          if (v2) first.set(END_OF_REQUEST, head.length + only.length);
+          await writer.write(first);
+          if (!v2) closeSend();
           return;
         }
+        await writer.write(head);
       } catch {
         return;
       }
@@ -460,17 +559,20 @@ export function createWebTransportTransport(options: WebTransportTransportOption
         let bytes: Uint8Array | undefined;
         try {
           const r = await raceAbort(it.next(), ctl.signal);
+          if (sendEnded) return;
           if (r.done !== true) bytes = envelope(method.input, r.value);
         } catch (e) {
           if (!ctl.signal.aborted) fail(e);
           return;
         }
         try {
-          if (bytes === undefined) {
-            await close();
-            return;
+          if (bytes !== undefined) {
+            await writer.write(bytes);
+            continue;
           }
-          await writer.write(bytes);
+          if (v2) await writer.write(END_OF_REQUEST.slice());
+          else closeSend();
+          return;
         } catch {
           return;
         }
@@ -484,7 +586,8 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       if (ctl.signal.aborted) return abortError();
       const wte = e as { source?: string; streamErrorCode?: number | null };
       if (wte?.source === "stream") {
-        // A session that is going away can show up as a reset stream first.
+        // A session that is going away can show up as a reset stream first
+        // (WT_SESSION_GONE carries no application code).
         if (wte.streamErrorCode === null || wte.streamErrorCode === undefined) {
           await Promise.race([session_.wt.closed.catch(() => {}), new Promise((r) => setTimeout(r, 100))]);
           if (session_.dead !== undefined) return session_.dead;
@@ -500,6 +603,9 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       try {
         r = await Promise.race([reader.read(), aborted]);
       } catch (e) {
+        if (!ctl.signal.aborted) readDone = true;
+        // After the trailer block, a reset changes nothing: the status is in hand.
+        if (statusSeen && !ctl.signal.aborted) return null;
         throw await readError(e);
       }
       if (r.done) {
@@ -530,6 +636,7 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       header = decodeHeaderBlock(first.data);
       if (header.has("grpc-status")) {
         // Trailers-only: FIN must follow.
+        statusSeen = true;
         if ((await nextFrame()) !== null) throw new ConnectError("protocol error: frame after a trailers-only response", Code.Internal);
         header.forEach((v, k) => trailer.append(k, v));
         validateTrailer(trailer, header);
@@ -545,12 +652,11 @@ export function createWebTransportTransport(options: WebTransportTransportOption
       throw ConnectError.from(e, Code.Internal);
     }
 
-    let sawTrailer = false;
     const message = frameMessages<MessageShape<O>>({
       // First the frames that came with the header block, then chunk by chunk.
       read: () => (pending.length > 0 ? Promise.resolve(pending.splice(0)) : readFrames()),
       decode(f) {
-        if (sawTrailer) throw new ConnectError("protocol error: frame after the trailer block", Code.Internal);
+        if (statusSeen) throw new ConnectError("protocol error: frame after the trailer block", Code.Internal);
         if (f.flags === FLAG_DATA) {
           try {
             return fromBinary(method.output, f.data);
@@ -558,12 +664,12 @@ export function createWebTransportTransport(options: WebTransportTransportOption
             throw new ConnectError(`failed to parse response message: ${describe(e)}`, Code.Internal);
           }
         }
-        sawTrailer = true;
         decodeHeaderBlock(f.data).forEach((v, k) => trailer.append(k, v));
+        statusSeen = true;
         return undefined;
       },
       end() {
-        if (!sawTrailer) throw new ConnectError("protocol error: response stream ended without a trailer block (no grpc-status)", Code.Internal, header);
+        if (!statusSeen) throw new ConnectError("protocol error: response stream ended without a trailer block (no grpc-status)", Code.Internal, header);
         validateTrailer(trailer, header);
       },
       check() {

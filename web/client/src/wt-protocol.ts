@@ -1,7 +1,8 @@
 // The wire format of gRPC over WebTransport (docs/protocol/webtransport.md):
-// header blocks (§3.2), the request header block (§3.3), stream error codes
-// and what they mean to the client (§5), and the discovery document (§7).
-// No I/O here, so all of it is unit-tested in Node.
+// header blocks (§3.2), the request header block (§3.3), the end-of-request
+// frame (§3.4), stream error codes and what they mean to the client (§5), the
+// discovery document (§7) and the choice of mapping version (§8). No I/O
+// here, so all of it is unit-tested in Node.
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import { FLAG_TRAILER } from "./frames.js";
@@ -16,15 +17,49 @@ export const StreamErrorCode = {
   REFUSED: 0x2,
 } as const;
 
-/** The mapping version this client speaks (the `v` query parameter). */
-export const MAPPING_VERSION = 1;
+/** The mapping versions this client speaks (the `v` query parameter, §8). */
+export type MappingVersion = 1 | 2;
+
+/** The newest mapping version, spoken unless the server names version 1 (§8). */
+export const MAPPING_VERSION: MappingVersion = 2;
+
+/** The format version of the discovery document (§7; not the mapping's). */
+export const DISCOVERY_VERSION = 1;
+
+/**
+ * The end-of-request frame of version 2 (§3.4): an empty header block. The
+ * client writes it instead of finishing its send side, which it keeps open
+ * so that it can still reset it to cancel the call.
+ */
+export const END_OF_REQUEST: Uint8Array = new Uint8Array([FLAG_TRAILER, 0, 0, 0, 0]);
+
+/**
+ * The session URL to open and the version to speak on it (§8), from a URL
+ * given by the application or named by the discovery document. The version
+ * is the one its `v` parameter names when this client speaks it (1 or 2);
+ * otherwise (none, or a newer one) it is version 2 and `v` is set to 2.
+ */
+export function chooseVersion(url: string): { url: string; version: MappingVersion } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return { url, version: MAPPING_VERSION };
+  }
+  const v = u.searchParams.get("v");
+  if (v === "1" || v === "2") return { url, version: Number(v) as MappingVersion };
+  u.searchParams.set("v", String(MAPPING_VERSION));
+  return { url: u.href, version: MAPPING_VERSION };
+}
 
 /** Path of the discovery document on the server's HTTP listener (§7). */
 export const DISCOVERY_PATH = "/.well-known/weir/webtransport";
 
 const NAME = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-// Printable ASCII, space and tab (base64 for -bin names is a subset).
-const VALUE = /^[\t\x20-\x7e]*$/;
+// Printable ASCII and space (base64 for -bin names is a subset).
+const VALUE = /^[\x20-\x7e]*$/;
+// A -bin value: base64, padded or not, several joined by commas (§3.2).
+const BIN_VALUE = /^(?:[A-Za-z0-9+/]*={0,2})(?:\s*,\s*[A-Za-z0-9+/]*={0,2})*$/;
 const encoder = new TextEncoder();
 
 function frame(flags: number, payload: Uint8Array): Uint8Array {
@@ -77,9 +112,10 @@ export function headerBlockFrame(headers: Headers, pseudo: [string, string][] = 
 
 /**
  * Decodes a header block payload. Accepts `name:value` without the space and
- * lines ended by a bare LF; repeated names are appended. Pseudo-headers
- * (`:name`) are skipped: none is defined for responses. Throws INTERNAL for
- * a malformed block.
+ * lines ended by a bare LF (§3.2); repeated names are appended. Throws
+ * INTERNAL for a malformed block: a name that is not lowercase, a
+ * pseudo-header (none is defined for responses), a value outside gRPC's
+ * metadata rules (printable ASCII; base64 for `-bin` names).
  */
 export function decodeHeaderBlock(payload: Uint8Array): Headers {
   const out = new Headers();
@@ -103,22 +139,29 @@ export function decodeHeaderBlock(payload: Uint8Array): Headers {
     }
     const colon = line.indexOf(":", line.startsWith(":") ? 1 : 0);
     if (colon <= 0) throw new ConnectError(`protocol error: header block line without a name: ${JSON.stringify(line)}`, Code.Internal);
-    // Names MUST be lowercase; a sender that breaks this is forgiven.
-    const name = line.slice(0, colon).toLowerCase();
+    const name = line.slice(0, colon);
     let value = line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
-    if (name.startsWith(":")) continue;
+    value = value.trim();
+    if (name.startsWith(":")) throw new ConnectError(`protocol error: pseudo-header ${JSON.stringify(name)} in a response header block`, Code.Internal);
+    if (name !== name.toLowerCase()) throw new ConnectError(`protocol error: header name ${JSON.stringify(name)} in a header block is not lowercase`, Code.Internal);
     if (!NAME.test(name)) throw new ConnectError(`protocol error: invalid header name in header block: ${JSON.stringify(name)}`, Code.Internal);
-    if (!VALUE.test(value)) throw new ConnectError(`protocol error: invalid value for ${name} in header block`, Code.Internal);
-    out.append(name, value.trim());
+    if (!VALUE.test(value) || (name.endsWith("-bin") && !BIN_VALUE.test(value))) {
+      throw new ConnectError(`protocol error: invalid value for ${name} in header block`, Code.Internal);
+    }
+    out.append(name, value);
   }
   return out;
 }
 
-/** What a stream error code from the server means for the call (§5, client side). */
+/**
+ * What a stream error code from the server means for the call (§5.1, client
+ * side). `null` is a reset that carries no application code (a code outside
+ * the WebTransport range, e.g. WT_SESSION_GONE, reads as null in browsers):
+ * UNKNOWN, unless the session is gone (the caller checks that first).
+ */
 export function codeFromStreamError(streamErrorCode: number | null): Code {
   switch (streamErrorCode) {
-    case null: // a reset without a code is read as CANCEL
     case StreamErrorCode.CANCEL:
       return Code.Canceled;
     case StreamErrorCode.PROTOCOL_ERROR:
@@ -135,7 +178,8 @@ const CODE_NAMES: Record<number, string> = { 0: "CANCEL", 1: "PROTOCOL_ERROR", 2
 /** The ConnectError for a stream the server reset (`how`: "reset" or "STOP_SENDING"). */
 export function streamErrorToConnectError(streamErrorCode: number | null, how: string, cause?: unknown): ConnectError {
   const name = streamErrorCode === null ? "no code" : (CODE_NAMES[streamErrorCode] ?? `unknown code 0x${streamErrorCode.toString(16)}`);
-  return new ConnectError(`WebTransport stream ${how} by the server (${name})`, codeFromStreamError(streamErrorCode), undefined, undefined, cause);
+  const retry = streamErrorCode === StreamErrorCode.REFUSED ? "; the server did not start the call, it may be retried" : "";
+  return new ConnectError(`WebTransport stream ${how} by the server (${name})${retry}`, codeFromStreamError(streamErrorCode), undefined, undefined, cause);
 }
 
 /** Lowercase or uppercase hex → bytes; throws on anything else. */
@@ -155,7 +199,9 @@ export interface Discovery {
 export function parseDiscovery(doc: unknown, base?: string): Discovery {
   const d = doc as { version?: unknown; url?: unknown; certificateHashes?: unknown };
   if (typeof d !== "object" || d === null) throw new Error("discovery document is not a JSON object");
-  if (d.version !== MAPPING_VERSION) throw new Error(`discovery document has version ${JSON.stringify(d.version)}, this client speaks ${MAPPING_VERSION}`);
+  if (d.version !== DISCOVERY_VERSION) {
+    throw new Error(`discovery document has format version ${JSON.stringify(d.version)}, this client reads ${DISCOVERY_VERSION}`);
+  }
   if (typeof d.url !== "string") throw new Error("discovery document has no url");
   const hashes = d.certificateHashes ?? [];
   if (!Array.isArray(hashes)) throw new Error("discovery document: certificateHashes is not an array");
