@@ -41,7 +41,7 @@
 //!                           time left in grpc-timeout, and splices frames)
 //! ```
 
-mod head;
+pub(crate) mod head;
 #[cfg(feature = "proxy")]
 pub(crate) use head::parse_timeout;
 mod request;

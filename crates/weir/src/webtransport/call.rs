@@ -385,12 +385,27 @@ async fn watch_after_end(
     }
 }
 
-/// The request head a header block describes (§3.1), parsed by the codec — the same code the
-/// clients encode it with. Only its syntax is checked here; the call edge judges its content
-/// (content type, metadata, timeout, size).
-fn parse_request_head(block: &[u8]) -> Result<Request<()>, Status> {
+/// The request head a header block describes (§3.3), parsed by the codec — the same code the
+/// clients encode it with. The block as a whole is checked here (syntax, size, metadata
+/// values: §3.2); the call edge judges the call it asks for (content type, timeout).
+fn parse_request_head(block: &[u8], limit: usize) -> Result<Request<()>, Status> {
     let head = RequestHead::decode(block).map_err(|e| e.to_status())?;
     let (path, mut headers) = head.into_parts();
+    // A header block is over the limit, or malformed, as a whole (§3.2): checked here, where
+    // the client is told it broke the protocol, rather than left to the call edge.
+    let size = crate::edge::head::header_list_size(&path, &headers);
+    if size > limit {
+        return Err(Status::new(
+            Code::ResourceExhausted,
+            format!(
+                "request header block of {size} bytes exceeds the {limit}-byte limit (max_header_list_size)"
+            ),
+        ));
+    }
+    for (name, value) in &headers {
+        weir_codec::metadata::validate(name, value)
+            .map_err(|e| Status::new(Code::Internal, format!("request header block: {e}")))?;
+    }
     let uri: Uri = path.parse().map_err(|_| {
         Status::new(
             Code::Internal,
@@ -547,7 +562,7 @@ pub(super) async fn call<S>(
         }
         Ok(Ok(Some(frame))) => frame,
     };
-    let head = match parse_request_head(frame.payload()) {
+    let head = match parse_request_head(frame.payload(), limit) {
         Ok(head) => head,
         Err(status) => {
             tracing::info!(code = %status.code(), message = status.message(), "refused WebTransport call");
@@ -671,7 +686,7 @@ mod tests {
     #[test]
     fn request_head() {
         let block = b":path: /grpc.testing.TestService/UnaryCall\r\ncontent-type: application/grpc+proto\r\ngrpc-timeout: 1S\r\nx-a: b\r\nhost: evil\r\n";
-        let request = parse_request_head(block).unwrap();
+        let request = parse_request_head(block, 16 * 1024).unwrap();
         assert_eq!(request.uri().path(), "/grpc.testing.TestService/UnaryCall");
         assert_eq!(request.headers()["x-a"], "b");
         assert_eq!(request.headers()["grpc-timeout"], "1S");
@@ -686,7 +701,7 @@ mod tests {
             b"garbage",
         ];
         for block in cases {
-            let err = parse_request_head(block).unwrap_err();
+            let err = parse_request_head(block, 16 * 1024).unwrap_err();
             assert_eq!(
                 err.code(),
                 Code::Internal,

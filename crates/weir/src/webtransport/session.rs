@@ -388,21 +388,43 @@ async fn drain(mut recv: quinn::RecvStream) {
 }
 
 /// Waits for the client to close the session on its CONNECT stream (§2.4): the capsule's
-/// code and reason, or `None` for a FIN or a broken stream.
+/// code and reason, or `None` for a FIN or a broken stream. After a capsule the stream is
+/// read to its FIN, which the client sends next.
 async fn read_close(recv: quinn::RecvStream) -> Option<(u32, String)> {
-    let mut reader = web_transport_proto::Http3CapsuleReader::new(recv);
-    loop {
-        match reader.read().await {
-            Ok(Some(Capsule::CloseWebTransportSession { code, reason })) => {
-                return Some((code, reason));
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::debug!("WebTransport CONNECT stream: {e}");
-                return None;
+    let mut recv = ConnectRecv(recv);
+    let close = {
+        let mut reader = web_transport_proto::Http3CapsuleReader::new(&mut recv.0);
+        loop {
+            match reader.read().await {
+                Ok(Some(Capsule::CloseWebTransportSession { code, reason })) => {
+                    break Some((code, reason));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => break None,
+                Err(e) => {
+                    tracing::debug!("WebTransport CONNECT stream: {e}");
+                    break None;
+                }
             }
         }
+    };
+    if close.is_some() {
+        let mut scratch = [0u8; 256];
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Ok(Some(_)) = recv.0.read(&mut scratch).await {}
+        })
+        .await;
+    }
+    close
+}
+
+/// The receiving side of the CONNECT stream. If it has to be let go before its FIN, it is
+/// stopped with `H3_NO_ERROR`, an HTTP/3 code, rather than QUIC's default 0.
+struct ConnectRecv(quinn::RecvStream);
+
+impl Drop for ConnectRecv {
+    fn drop(&mut self) {
+        let _ = self.0.stop(h3_code(http3::NO_ERROR));
     }
 }
 
