@@ -262,3 +262,13 @@ async def test_5_4_v2_fin_after_trailers_no_stop_sending(env):
         call.fin()
         await call.conn.quiet_for(6.0, lambda: call.state.stop_sending is not None,
                                   f"STOP_SENDING on stream {call.sid} after the client's FIN")
+
+
+@test
+async def test_5_4_service_answers_before_request_end(env):
+    """§5.4: a call the service ends before the request ended (server streaming needs no end)
+    gets its status, FIN, then STOP_SENDING CANCEL."""
+    async with session(env.gw, 2) as s:
+        call = s.call().headers(SVC + "StreamingOutputCall").message(wt.streaming_output_request([2]))
+        check_ok_response(await call.response(), [2])
+        await expect_stop_sending(call, wt.CANCEL)

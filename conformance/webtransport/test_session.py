@@ -31,6 +31,11 @@ async def test_2_1_settings(env):
         assert got == expected, f"SETTINGS {({hex(k): v for k, v in settings.items()})}"
         assert settings.get(wt.SETTINGS_QPACK_MAX_TABLE_CAPACITY, 0) == 0, settings
         assert s.conn._quic.tls.alpn_negotiated == "h3"
+        # The server never opens streams: besides its HTTP/3 control and QPACK streams, none.
+        expect_status(await s.unary("EmptyCall", b""), wt.OK)
+        server_bidi = [sid for sid in s.conn._quic._streams if sid % 4 == 1]
+        server_uni = [sid for sid in s.conn._quic._streams if sid % 4 == 3]
+        assert not server_bidi and len(server_uni) <= 3, (server_bidi, server_uni)
 
 
 class _SettingsH3(H3Connection):
