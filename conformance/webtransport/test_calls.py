@@ -266,9 +266,12 @@ async def test_5_4_v2_fin_after_trailers_no_stop_sending(env):
 
 @test
 async def test_5_4_service_answers_before_request_end(env):
-    """§5.4: a call the service ends before the request ended (server streaming needs no end)
-    gets its status, FIN, then STOP_SENDING CANCEL."""
+    """§5.4: a call the service ends before the request ended (FullDuplexCall asked for status
+    9 after one message) gets its status and FIN, then STOP_SENDING CANCEL."""
     async with session(env.gw, 2) as s:
-        call = s.call().headers(SVC + "StreamingOutputCall").message(wt.streaming_output_request([2]))
-        check_ok_response(await call.response(), [2])
+        call = s.call().headers(SVC + "FullDuplexCall")
+        call.message(wt.streaming_output_request([2], status=(9, "early")))
+        resp = await call.response()
+        expect_status(resp, 9, trailers_only=False)
+        assert [wt.payload_body_len(m) for m in resp.messages] == [2], resp
         await expect_stop_sending(call, wt.CANCEL)

@@ -341,26 +341,51 @@ async def test_2_3_no_heartbeat(env):
         call.fin()
 
 
+async def _hundred_calls(s):
+    """100 running FullDuplexCalls (each has its response header block), and a 101st that
+    aioquic holds back for lack of stream credit."""
+    quic = s.conn._quic
+    assert quic._remote_max_streams_bidi == 101, quic._remote_max_streams_bidi
+    calls = [s.call().headers(SVC + "FullDuplexCall") for _ in range(100)]
+    await asyncio.gather(*(c.wait_frames(1, timeout=15) for c in calls))
+    extra = s.call().headers(SVC + "FullDuplexCall")
+    assert s.conn.stream_blocked(extra.sid), "the 101st stream should wait for credit"
+    await s.conn.quiet_for(0.5, lambda: not s.conn.stream_blocked(extra.sid), "credit for a 101st call")
+    return calls, extra
+
+
+async def _finish(call):
+    call.end(2)
+    expect_status(await call.response(), wt.OK)
+    call.fin()
+
+
 @test
 async def test_6_concurrent_calls_exactly_100(env):
     """§6: 100 concurrent calls per session (initial_max_streams_bidi = 101, the CONNECT stream
-    included); the 101st waits for credit until a call ends."""
+    included); a client that opens more waits for credit, which comes as calls end."""
     async with session(env.gw, 2) as s:
-        quic = s.conn._quic
-        assert quic._remote_max_streams_bidi == 101, quic._remote_max_streams_bidi
-        assert quic._remote_max_streams_uni == 8, quic._remote_max_streams_uni
-        calls = [s.call().headers(SVC + "FullDuplexCall") for _ in range(100)]
-        await asyncio.gather(*(c.wait_frames(1, timeout=15) for c in calls))
-        extra = s.call().headers(SVC + "FullDuplexCall")
-        assert s.conn.stream_blocked(extra.sid), "the 101st stream should wait for credit"
-        await s.conn.quiet_for(0.5, lambda: not s.conn.stream_blocked(extra.sid), "credit for a 101st call")
-        calls[0].end(2)
-        expect_status(await calls[0].response(), wt.OK)
-        calls[0].fin()
+        assert s.conn._quic._remote_max_streams_uni == 8, s.conn._quic._remote_max_streams_uni
+        calls, extra = await _hundred_calls(s)
+        await asyncio.gather(*(_finish(c) for c in calls[:50]))
         await extra.wait_frames(1)  # credit came, the call runs
-        extra.end(2)
-        expect_status(await extra.response(), wt.OK)
-        extra.fin()
+        await _finish(extra)
+
+
+@test
+async def test_6_credit_for_one_call_after_one_ended(env):
+    """§6: "exactly 100" concurrent calls: when one of 100 ended, a new one may start (the
+    server returns the stream credit of one closed call)."""
+    async with session(env.gw, 2) as s:
+        calls, extra = await _hundred_calls(s)
+        await _finish(calls[0])
+        try:
+            await extra.wait_frames(1, timeout=3.0)
+        except wt.TimedOut:
+            raise AssertionError(
+                "with 99 calls running, a 100th waited more than 3 s for stream credit "
+                f"(MAX_STREAMS still {s.conn._quic._remote_max_streams_bidi})") from None
+        await _finish(extra)
 
 
 # --- §7 Certificates ------------------------------------------------------------------------
