@@ -27,6 +27,18 @@ async def session(server, version: int = 2, **kwargs):
     """A session on a server's WebTransport listener (a servers.Weir)."""
     async with wt.session(server.wt.host, server.wt.port, version, **kwargs) as s:
         yield s
+        # §5.1: the server sends no stream error codes but these, in any test, on call streams
+        # (the CONNECT stream's are checked by test_2_4_client_close_connect_stream_codes).
+        for sid, st in s.conn.streams.items():
+            if sid == s.sid:
+                continue
+            for what, code in (("reset", st.reset), ("STOP_SENDING", st.stop_sending)):
+                assert code is None or code in ALLOWED_CODES, \
+                    f"§5.1: {what} with {code:#x} ({wt.code_name(code)}) on stream {sid}"
+
+
+ALLOWED_CODES = {wt.wt_code(wt.CANCEL), wt.wt_code(wt.PROTOCOL_ERROR), wt.wt_code(wt.REFUSED),
+                 wt.H3_REQUEST_REJECTED, wt.WT_SESSION_GONE}
 
 
 def expect_status(resp: wt.Response, code: int, trailers_only: bool | None = None) -> None:

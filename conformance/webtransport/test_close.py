@@ -53,6 +53,24 @@ async def test_2_4_client_fin_without_capsule(env):
 
 
 @test
+async def test_2_4_client_close_connect_stream_codes(env):
+    """§2.4, §5.1: after the client's capsule and FIN the server finishes the CONNECT stream,
+    with no reset or STOP_SENDING carrying a code §5.1 does not define."""
+    from common import ALLOWED_CODES
+
+    async with session(env.gw, 2) as s:
+        st = s.conn.stream(s.sid)
+        s.conn.close_session(s.sid, 0, "")
+        await s.conn.until(lambda: st.fin, what="FIN of the CONNECT stream")
+        try:
+            await s.conn.until(lambda: any(c is not None and c not in ALLOWED_CODES
+                                           for c in (st.reset, st.stop_sending)), 1.0)
+        except wt.TimedOut:
+            return
+        raise AssertionError(f"on the CONNECT stream: STOP_SENDING {st.stop_sending!r}, reset {st.reset!r}")
+
+
+@test
 async def test_2_4_connection_closed_10s_after_session(env):
     """§2.4: the server closes a connection whose session ended only if the client has not
     within 10 s, with H3_NO_ERROR."""
