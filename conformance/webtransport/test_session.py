@@ -150,6 +150,49 @@ async def test_2_2_connect_v1_and_v2_accepted(env):
 
 
 @test
+async def test_2_2_not_a_webtransport_connect_400(env):
+    """§2.2: a first request that is not an extended CONNECT with `:protocol` `webtransport`
+    and `:scheme` `https`, or a malformed one, gets 400."""
+    authority = str(env.gw.wt)
+    connect = [(":method", "CONNECT"), (":protocol", "webtransport"), (":scheme", "https"),
+               (":authority", authority), (":path", "/weir?v=2")]
+    cases = {
+        "GET": [(":method", "GET"), (":scheme", "https"), (":authority", authority), (":path", "/weir?v=2")],
+        "classic CONNECT": [(":method", "CONNECT"), (":authority", authority)],
+        "connect-udp": [(n, "connect-udp" if n == ":protocol" else v) for n, v in connect],
+        ":scheme http": [(n, "http" if n == ":scheme" else v) for n, v in connect],
+        "no :authority": [(n, v) for n, v in connect if n != ":authority"],
+    }
+    await _expect_400(env, cases)
+
+
+@test
+async def test_2_2_malformed_connect_400(env):
+    """§2.2: a malformed extended CONNECT (RFC 9114 §4.3.1: each pseudo-header exactly once;
+    §4.2: lowercase field names) gets 400."""
+    authority = str(env.gw.wt)
+    connect = [(":method", "CONNECT"), (":protocol", "webtransport"), (":scheme", "https"),
+               (":authority", authority), (":path", "/weir?v=2")]
+    cases = {
+        "two :path": connect + [(":path", "/weir?v=2")],
+        "two :protocol": connect + [(":protocol", "webtransport")],
+        "uppercase field name": connect + [("Origin", f"https://{authority}")],
+        "pseudo-header after a field": connect[:4] + [("x-a", "b"), connect[4]],
+    }
+    await _expect_400(env, cases)
+
+
+async def _expect_400(env, cases: dict) -> None:
+    wrong = {}
+    for name, headers in cases.items():
+        async with wt.connection(env.gw.wt.host, env.gw.wt.port) as conn:
+            status = await conn.connect_status(conn.send_request(headers))
+            if status != 400:
+                wrong[name] = status
+    assert not wrong, f"expected 400, got {wrong}"
+
+
+@test
 async def test_2_2_wrong_path_404(env):
     """§2.2: a path other than the configured one gets 404."""
     for path in ("/other?v=2", "/weir/?v=2", "/WEIR?v=2", "/weir/x?v=2"):

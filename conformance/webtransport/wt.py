@@ -359,6 +359,13 @@ class WtProtocol(QuicConnectionProtocol):
         self.transmit()
         return sid
 
+    def send_request(self, headers: list[tuple[str, str]], end_stream: bool = False) -> int:
+        """Any request, pseudo-headers as given (for requests that are not a session's)."""
+        sid = self._quic.get_next_available_stream_id()
+        self.h3.send_headers(sid, [(n.encode(), v.encode()) for n, v in headers], end_stream)
+        self.transmit()
+        return sid
+
     async def connect_status(self, sid: int, timeout: float = 5.0) -> int:
         """The :status the server answered a request stream with."""
         await self.until(lambda: sid in self.responses or self.stream(sid).ended
