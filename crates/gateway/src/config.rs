@@ -90,6 +90,9 @@ pub(crate) struct WebTransport {
     /// Most concurrent calls per session; default 100.
     #[serde(default = "default_wt_calls")]
     pub(crate) max_calls_per_session: u32,
+    /// Most concurrent sessions from one client address; default 100.
+    #[serde(default = "default_wt_sessions_per_client")]
+    pub(crate) max_sessions_per_client: usize,
     /// `host` or `host:port` under which browsers reach this instance's WebTransport
     /// listener directly, named in the discovery document instead of the host the page
     /// reached (for instances behind a load balancer with their own certificates).
@@ -107,6 +110,7 @@ impl WebTransport {
             key: None,
             max_sessions: default_wt_sessions(),
             max_calls_per_session: default_wt_calls(),
+            max_sessions_per_client: default_wt_sessions_per_client(),
             advertise: None,
         }
     }
@@ -121,6 +125,10 @@ fn default_wt_sessions() -> usize {
 }
 
 fn default_wt_calls() -> u32 {
+    100
+}
+
+fn default_wt_sessions_per_client() -> usize {
     100
 }
 
@@ -142,6 +150,8 @@ pub(crate) struct Limits {
     pub(crate) max_response_message_size: usize,
     pub(crate) max_header_list_size: u32,
     pub(crate) max_concurrent_streams: u32,
+    /// Most connections open at once on each HTTP listener.
+    pub(crate) max_connections: usize,
 }
 
 impl Default for Limits {
@@ -151,6 +161,7 @@ impl Default for Limits {
             max_response_message_size: 4 * 1024 * 1024,
             max_header_list_size: 16 * 1024,
             max_concurrent_streams: 200,
+            max_connections: 10_000,
         }
     }
 }
@@ -163,6 +174,9 @@ pub(crate) struct Timeouts {
     pub(crate) max_call: Option<Duration>,
     #[serde(with = "humantime_serde")]
     pub(crate) header_read: Duration,
+    /// A client connection without a call in progress for this long is closed; `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub(crate) idle_connection: Duration,
     /// On SIGTERM: how long `/healthz` answers 503 while every listener still accepts,
     /// before listeners close and the grace period begins.
     #[serde(with = "humantime_serde")]
@@ -176,6 +190,7 @@ impl Default for Timeouts {
         Timeouts {
             max_call: None,
             header_read: Duration::from_secs(30),
+            idle_connection: Duration::from_secs(300),
             drain_delay: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
         }
@@ -427,6 +442,9 @@ impl Config {
                 ));
             }
         }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections: must be at least 1".to_owned());
+        }
         if let Some(wt) = &self.webtransport {
             if !wt.path.starts_with('/') || wt.path.contains('?') {
                 return Err(format!(
@@ -444,8 +462,11 @@ impl Config {
                     "webtransport.advertise: {authority:?} is not a host or host:port such as wt1.example.com:4433"
                 ));
             }
-            if wt.max_calls_per_session == 0 || wt.max_sessions == 0 {
-                return Err("webtransport.max_sessions, webtransport.max_calls_per_session: must be at least 1".to_owned());
+            if wt.max_calls_per_session == 0
+                || wt.max_sessions == 0
+                || wt.max_sessions_per_client == 0
+            {
+                return Err("webtransport.max_sessions, webtransport.max_calls_per_session, webtransport.max_sessions_per_client: must be at least 1".to_owned());
             }
         }
         if let Some(tracing) = &self.tracing {
@@ -513,6 +534,14 @@ impl Config {
             self.timeouts.header_read != new.timeouts.header_read,
         );
         check(
+            "timeouts.idle_connection",
+            self.timeouts.idle_connection != new.timeouts.idle_connection,
+        );
+        check(
+            "limits.max_connections",
+            self.limits.max_connections != new.limits.max_connections,
+        );
+        check(
             "timeouts.shutdown_grace",
             self.timeouts.shutdown_grace != new.timeouts.shutdown_grace,
         );
@@ -551,6 +580,24 @@ mod tests {
         assert!(config.cors.allow_origins.is_empty());
         assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(10));
         assert_eq!(config.timeouts.drain_delay, Duration::from_secs(5));
+        assert_eq!(config.timeouts.idle_connection, Duration::from_secs(300));
+        assert_eq!(config.limits.max_connections, 10_000);
+    }
+
+    #[test]
+    fn connection_limits() {
+        let config = parse(&format!(
+            "{MINIMAL}\n[limits]\nmax_connections = 5\n[timeouts]\nidle_connection = \"0s\"\n[webtransport]\naddress = \"127.0.0.1:4433\"\nmax_sessions_per_client = 3\n"
+        ))
+        .unwrap();
+        assert_eq!(config.limits.max_connections, 5);
+        assert!(config.timeouts.idle_connection.is_zero());
+        assert_eq!(
+            config.webtransport.map(|wt| wt.max_sessions_per_client),
+            Some(3)
+        );
+        let zero = parse(&format!("{MINIMAL}\n[limits]\nmax_connections = 0\n"));
+        assert!(zero.unwrap_err().contains("limits.max_connections"));
     }
 
     #[test]

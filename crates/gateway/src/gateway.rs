@@ -105,6 +105,7 @@ pub(crate) async fn run(
             .cors(cors.clone())
             .max_sessions(wt.max_sessions)
             .max_calls_per_session(wt.max_calls_per_session)
+            .max_sessions_per_client(wt.max_sessions_per_client)
             .edge(edge.clone())
             .own_http_ports(own_ports.clone())
             // Sessions close as their calls end; at the end of the grace period the drain
@@ -156,6 +157,10 @@ pub(crate) async fn run(
         .max_concurrent_streams(config.limits.max_concurrent_streams)
         .keep_alive(ping, config.keepalive.client_ping_timeout)
         .header_read_timeout(config.timeouts.header_read)
+        .idle_timeout(
+            (!config.timeouts.idle_connection.is_zero()).then_some(config.timeouts.idle_connection),
+        )
+        .max_connections(config.limits.max_connections)
         .grace_period(config.timeouts.shutdown_grace + FLUSH_TIME)
         .drain(draining.clone());
 

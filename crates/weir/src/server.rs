@@ -41,7 +41,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -54,7 +55,8 @@ use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::body::BoxError;
@@ -68,6 +70,8 @@ pub struct Server {
     keep_alive_interval: Option<Duration>,
     keep_alive_timeout: Duration,
     header_read_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    max_connections: usize,
     grace_period: Duration,
     drain: Drain,
 }
@@ -81,7 +85,8 @@ impl Default for Server {
 impl Server {
     /// Defaults: 16 KiB of request headers, 200 concurrent HTTP/2 streams per connection,
     /// HTTP/2 PING every 30 s (connection dropped when unanswered for 20 s), 30 s to send
-    /// request headers, 10 s for calls to finish at shutdown.
+    /// request headers, connections without a call closed after 5 minutes, 10 000 connections
+    /// per listener, 10 s for calls to finish at shutdown.
     pub fn new() -> Self {
         Server {
             max_header_list_size: 16 * 1024,
@@ -89,6 +94,8 @@ impl Server {
             keep_alive_interval: Some(Duration::from_secs(30)),
             keep_alive_timeout: Duration::from_secs(20),
             header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_connections: 10_000,
             grace_period: Duration::from_secs(10),
             drain: Drain::new(),
         }
@@ -136,6 +143,23 @@ impl Server {
     /// finish the handshake.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay open without a call in progress (default 5 minutes;
+    /// `None`: no limit). Then it is closed gracefully: an HTTP/2 connection gets a GOAWAY, an
+    /// idle HTTP/1.1 connection is closed. A call in progress, a long stream included, keeps
+    /// its connection open however quiet it is (HTTP/2 PINGs watch that the client is alive).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Most connections open at once on one listener (default 10 000). A connection beyond
+    /// the limit is accepted and closed at once, so that the listen queue does not hold
+    /// clients waiting for a slot; the clients see their connection closed and may retry.
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
         self
     }
 
@@ -244,6 +268,9 @@ impl Server {
         // response, at once when idle) when the listener closes.
         let closing = Drain::new();
         let mut connections = tokio::task::JoinSet::new();
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        // When a refused connection was last logged: at most one warning per minute.
+        let mut warned: Option<Instant> = None;
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             // Forget connections that have ended, so the set stays as small as what is open.
@@ -251,6 +278,18 @@ impl Server {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                                warned = Some(Instant::now());
+                                tracing::warn!(
+                                    %peer,
+                                    max_connections = self.max_connections,
+                                    "refusing connections: the listener is at its connection limit"
+                                );
+                            }
+                            drop(stream);
+                            continue;
+                        };
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, "set_nodelay failed: {e}");
                         }
@@ -259,10 +298,12 @@ impl Server {
                             drain: self.drain.clone(),
                             closing: closing.clone(),
                             peer,
+                            idle_timeout: self.idle_timeout,
                         };
                         let service = service.clone();
                         let accept = accept.clone();
                         connections.spawn(async move {
+                            let _slot = slot;
                             match accept(stream).await {
                                 Ok(io) => connection.serve(io, service).await,
                                 Err(e) => tracing::debug!(%peer, "connection set-up failed: {e}"),
@@ -341,15 +382,79 @@ struct Connection {
     drain: Drain,
     closing: Drain,
     peer: SocketAddr,
+    idle_timeout: Option<Duration>,
 }
 
 /// What a connection's requests tell the connection task.
-#[derive(Default)]
 struct ConnectionState {
     /// A request arrived over HTTP/2.
     http2: AtomicBool,
     /// Send a GOAWAY now: an HTTP/2 request arrived during the drain.
     goaway: Notify,
+    /// Calls in progress: from their request until their response body is gone.
+    active: AtomicUsize,
+    /// When the last call ended (or the connection opened).
+    last_call: Mutex<Instant>,
+}
+
+impl ConnectionState {
+    fn new() -> Self {
+        ConnectionState {
+            http2: AtomicBool::new(false),
+            goaway: Notify::new(),
+            active: AtomicUsize::new(0),
+            last_call: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// When the connection will have been idle for `timeout`, if no call is in progress.
+    fn idle_until(&self, timeout: Duration) -> Option<Instant> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let last = *self
+            .last_call
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(last + timeout)
+    }
+}
+
+/// Counts one call as in progress on its connection until dropped (with the response body).
+struct CallInProgress(Arc<ConnectionState>);
+
+impl CallInProgress {
+    fn new(state: &Arc<ConnectionState>) -> Self {
+        state.active.fetch_add(1, Ordering::SeqCst);
+        CallInProgress(state.clone())
+    }
+}
+
+impl Drop for CallInProgress {
+    fn drop(&mut self) {
+        *self
+            .0
+            .last_call
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits until the connection has been idle for `timeout` (never without one): checked when
+/// the time comes, since calls may have started and ended meanwhile.
+async fn idle_for(state: &ConnectionState, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    loop {
+        match state.idle_until(timeout) {
+            Some(at) if at <= Instant::now() => return,
+            Some(at) => tokio::time::sleep_until(at).await,
+            // A call in progress: look again later.
+            None => tokio::time::sleep(timeout).await,
+        }
+    }
 }
 
 impl Connection {
@@ -362,7 +467,7 @@ impl Connection {
         B::Error: Into<BoxError>,
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let state = Arc::new(ConnectionState::default());
+        let state = Arc::new(ConnectionState::new());
         let service = DrainAware {
             inner: service,
             drain: self.drain.clone(),
@@ -377,8 +482,14 @@ impl Connection {
         let mut drain_started = std::pin::pin!(self.drain.started());
         let mut closing = std::pin::pin!(self.closing.started());
         let (mut drain_seen, mut goaway_sent, mut closed) = (false, false, false);
+        let mut idle = std::pin::pin!(idle_for(&state, self.idle_timeout));
         loop {
             tokio::select! {
+                () = &mut idle, if !goaway_sent => {
+                    tracing::debug!(peer = %self.peer, "closing a connection idle for {:?}", self.idle_timeout);
+                    goaway_sent = true;
+                    connection.as_mut().graceful_shutdown();
+                }
                 result = connection.as_mut() => {
                     if let Err(e) = result {
                         log_connection_error(self.peer, e.as_ref());
@@ -425,7 +536,7 @@ impl<S, B> Service<Request<Incoming>> for DrainAware<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>>,
 {
-    type Response = Response<B>;
+    type Response = Response<InProgressBody<B>>;
     type Error = S::Error;
     type Future = DrainAwareFuture<S::Future>;
 
@@ -440,6 +551,7 @@ where
             self.state.goaway.notify_one();
         }
         DrainAwareFuture {
+            call: Some(CallInProgress::new(&self.state)),
             inner: self.inner.call(request),
             drain: http1.then(|| self.drain.clone()),
         }
@@ -453,6 +565,41 @@ pin_project! {
         inner: F,
         // For HTTP/1.x requests.
         drain: Option<Drain>,
+        call: Option<CallInProgress>,
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its call counted as in progress (for the idle timeout).
+    struct InProgressBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<CallInProgress>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for InProgressBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if frame.is_none() {
+            this.call.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -460,11 +607,17 @@ impl<F, B, E> Future for DrainAwareFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<InProgressBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = ready!(this.inner.poll(cx));
+        let call = this.call;
+        let mut response = ready!(this.inner.poll(cx)).map(|response| {
+            response.map(|inner| InProgressBody {
+                inner,
+                call: call.take(),
+            })
+        });
         if let (Ok(response), Some(drain)) = (&mut response, this.drain.as_ref())
             && drain.is_started()
         {

@@ -1533,3 +1533,43 @@ async fn a_stopping_server_closes_sessions_with_a_code_and_reason() {
     let err = client.call(EMPTY_CALL, HeaderMap::new()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 }
+
+/// One client address may hold at most `max_sessions_per_client` sessions (§6); others are
+/// unaffected, and a slot that frees up takes a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_client_address_are_limited() {
+    let stack = Stack::with(
+        Kind::InProcess,
+        WebTransportConfig::default().max_sessions_per_client(2),
+    )
+    .await;
+    let first = stack.client().await;
+    let second = stack.client().await;
+    let third = stack
+        .try_client(ConnectOptions::builder(&stack.url).build())
+        .await;
+    assert!(third.is_err(), "a third session from one address opened");
+    for client in [&first, &second] {
+        client
+            .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+            .await
+            .unwrap();
+    }
+    first.shutdown().await;
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(client) = stack
+            .try_client(ConnectOptions::builder(&stack.url).build())
+            .await
+        {
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let again = again.expect("the freed slot never took a session");
+    again
+        .unary(EMPTY_CALL, HeaderMap::new(), encode(&Empty {}))
+        .await
+        .unwrap();
+}

@@ -73,6 +73,7 @@ pub struct WebTransportConfig {
     pub(crate) path: String,
     pub(crate) cors: Cors,
     pub(crate) max_sessions: usize,
+    pub(crate) max_sessions_per_client: usize,
     pub(crate) max_calls_per_session: u32,
     pub(crate) edge: Arc<EdgeConfig>,
     pub(crate) header_timeout: Duration,
@@ -89,6 +90,7 @@ impl Default for WebTransportConfig {
             path: "/weir".to_owned(),
             cors: Cors::default(),
             max_sessions: 1000,
+            max_sessions_per_client: 100,
             max_calls_per_session: 100,
             edge: Arc::new(EdgeConfig::default()),
             header_timeout: Duration::from_secs(10),
@@ -126,6 +128,14 @@ impl WebTransportConfig {
     /// (`CONNECTION_REFUSED`).
     pub fn max_sessions(mut self, sessions: usize) -> Self {
         self.max_sessions = sessions;
+        self
+    }
+
+    /// Most concurrent sessions from one client IP address (default 100; a browser opens one
+    /// per page, and many users may share an address behind a NAT). QUIC connections beyond
+    /// it are refused (`CONNECTION_REFUSED`), so one client cannot take every session.
+    pub fn max_sessions_per_client(mut self, sessions: usize) -> Self {
+        self.max_sessions_per_client = sessions;
         self
     }
 
@@ -297,6 +307,7 @@ impl WebTransportServer {
     {
         let stop = CancellationToken::new();
         let sessions = Arc::new(Semaphore::new(self.config.max_sessions));
+        let per_client = session::PerClient::default();
         let origin_check =
             OriginCheck::new(self.config.cors.clone(), self.config.own_ports.clone());
         let mut tasks = JoinSet::new();
@@ -319,6 +330,7 @@ impl WebTransportServer {
                         service: Edge::new(service.clone(), self.config.edge.clone()),
                         config: self.config.clone(),
                         sessions: sessions.clone(),
+                        per_client: per_client.clone(),
                         origin_check: origin_check.clone(),
                         stop: stop.clone(),
                     };

@@ -31,6 +31,7 @@ pub(super) struct Session<S> {
     pub(super) service: S,
     pub(super) config: Arc<WebTransportConfig>,
     pub(super) sessions: Arc<Semaphore>,
+    pub(super) per_client: PerClient,
     pub(super) origin_check: OriginCheck,
     pub(super) stop: CancellationToken,
 }
@@ -55,6 +56,53 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// Largest SETTINGS frame read from a client.
 const MAX_SETTINGS: u64 = 16 * 1024;
 
+/// Sessions per client address (§6), shared by a listener's sessions.
+#[derive(Clone, Default)]
+pub(super) struct PerClient(
+    Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+);
+
+impl PerClient {
+    /// A slot for one more session from `client`, unless it has `limit` already.
+    fn take(&self, client: std::net::IpAddr, limit: usize) -> Option<ClientSlot> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(client).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            per_client: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One session's place in [`PerClient`], given back when dropped.
+struct ClientSlot {
+    per_client: PerClient,
+    client: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_client
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// How the session ended.
 enum Ended {
     /// The client closed it (a capsule, or FIN of the CONNECT stream).
@@ -78,6 +126,15 @@ where
         // connections beyond the limit.
         let Ok(_permit) = self.sessions.clone().try_acquire_owned() else {
             tracing::warn!("refused a WebTransport connection: at the session limit");
+            incoming.refuse();
+            return;
+        };
+        let client = incoming.remote_address().ip();
+        let Some(_client_slot) = self
+            .per_client
+            .take(client, self.config.max_sessions_per_client)
+        else {
+            tracing::warn!(%client, "refused a WebTransport connection: the client is at its session limit");
             incoming.refuse();
             return;
         };
