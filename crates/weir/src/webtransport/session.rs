@@ -201,6 +201,8 @@ where
         let version = match judged {
             Ok(version) => version,
             Err(status) => {
+                // Not read further: stopped with an HTTP/3 code when let go.
+                let _request = ConnectRecv(connect_recv);
                 refuse(&conn, connect_send, status, limit).await;
                 return;
             }
