@@ -75,11 +75,8 @@ async fn abuse(addr: std::net::SocketAddr, pattern: BytesMut, read: bool) -> Tcp
     let (mut reader, mut writer) = stream.into_split();
     let reading = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
-        while read {
-            match reader.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
+        if read {
+            while let Ok(1..) = reader.read(&mut buf).await {}
         }
         reader
     });
