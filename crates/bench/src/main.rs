@@ -50,9 +50,16 @@ struct Cli {
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 
-    /// Only these sections (comma-separated: unary, stream, cancel, memory, browser).
+    /// Only these sections (comma-separated: unary, stream, cancel, memory, soak, browser).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+
+    /// Minutes of the soak section (mixed unary calls, streams and cancellations against the
+    /// gateway and the layer; RSS, open files and threads at start and end). A full run
+    /// includes it only when this or `--only soak` is given (default then: 30 minutes); a
+    /// quick run soaks for 3 seconds.
+    #[arg(long, value_name = "MINUTES")]
+    soak_minutes: Option<f64>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -81,7 +88,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Some(Sub::Serve { kind, upstream }) => runtime.block_on(serve::run(kind, upstream)),
-        None => runtime.block_on(bench(cli.quick, cli.out, cli.only)),
+        None => runtime.block_on(bench(cli.quick, cli.out, cli.only, cli.soak_minutes)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -302,9 +309,20 @@ impl WebTransportTarget {
     }
 }
 
-async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(), String> {
+async fn bench(
+    quick: bool,
+    out: Option<PathBuf>,
+    only: Vec<String>,
+    soak_minutes: Option<f64>,
+) -> Result<(), String> {
     let plan = Plan::new(quick);
     let wants = |section: &str| only.is_empty() || only.iter().any(|s| s == section);
+    let soak_time = if only.iter().any(|s| s == "soak") || soak_minutes.is_some() || quick {
+        let minutes = soak_minutes.unwrap_or(if quick { 0.05 } else { 30.0 });
+        Some(Duration::from_secs_f64(minutes.max(0.0) * 60.0))
+    } else {
+        None
+    };
     let mut report = String::new();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let _ = writeln!(
@@ -457,6 +475,10 @@ async fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> Result<(
         }
         if wants("memory") {
             let section = memory(&plan, &contenders).await?;
+            emit(&mut report, &section)?;
+        }
+        if let Some(time) = soak_time {
+            let section = soak(time, &contenders).await?;
             emit(&mut report, &section)?;
         }
         Ok::<(), String>(())
@@ -995,6 +1017,133 @@ async fn memory(plan: &Plan, contenders: &[Contender]) -> Result<String, String>
         out.push_str(&row);
         // Let the servers settle before the next contender.
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    out.push('\n');
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Soak
+
+/// What a server process holds at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Footprint {
+    rss_kib: u64,
+    open_files: usize,
+    threads: usize,
+}
+
+fn footprint(pid: u32) -> Result<Footprint, String> {
+    let open_files = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("/proc/{pid}/fd: {e}"))?
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| format!("/proc/{pid}/task: {e}"))?
+        .count();
+    Ok(Footprint {
+        rss_kib: rss_kib(pid)?,
+        open_files,
+        threads,
+    })
+}
+
+/// Counts of one soak worker kind: (ok, failed).
+type Outcomes = (u64, u64);
+
+/// Mixed load on each weir contender for `time`: unary calls over HTTP/1.1, HTTP/2 and
+/// WebTransport, server streams read to their end, and streams cancelled after their first
+/// message; the process's footprint before, after and once the load stopped.
+async fn soak(time: Duration, contenders: &[Contender]) -> Result<String, String> {
+    eprintln!(
+        "soak ({:.1} min per contender) ...",
+        time.as_secs_f64() / 60.0
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Soak
+
+{:.1} minutes per contender of mixed load: 8 loops of unary calls per wire (HTTP/1.1, HTTP/2, WebTransport when served), 4 loops reading 100-message streams to their end, 4 loops cancelling streams after their first message (HTTP/2). The server process's footprint at the start, at the end of the load and 3 s after it; open files are its file descriptors (sockets included), threads its OS threads (tokio's tasks are not visible from outside the process).
+",
+        time.as_secs_f64() / 60.0
+    );
+    let _ = writeln!(
+        out,
+        "| contender | calls ok | failed | RSS MiB start → end → after | open files start → end → after | threads start → end → after |\n|---|---:|---:|---|---|---|"
+    );
+    for contender in contenders
+        .iter()
+        .filter(|c| c.name.starts_with("weir") && !c.name.contains("access log"))
+    {
+        let Some(pid) = contender.pid else { continue };
+        eprintln!("  {}", contender.name);
+        let start = footprint(pid)?;
+        let deadline = Instant::now() + time;
+        let mut workers: Vec<tokio::task::JoinHandle<Outcomes>> = Vec::new();
+        for wire in contender.versions() {
+            let caller = contender.caller(wire).await?;
+            for _ in 0..8 {
+                let caller = caller.clone();
+                workers.push(tokio::spawn(async move {
+                    let request = unary_request();
+                    let (mut ok, mut failed) = (0, 0);
+                    while Instant::now() < deadline {
+                        match caller.unary(request.clone()).await {
+                            Ok(_) => ok += 1,
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    (ok, failed)
+                }));
+            }
+        }
+        let caller = contender.caller(Wire::Http2).await?;
+        for kind in 0..8 {
+            let caller = caller.clone();
+            workers.push(tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, 0);
+                let streams = stream_request(64, 100, 0);
+                let idle = idle_request(600_000_000);
+                while Instant::now() < deadline {
+                    let outcome = if kind < 4 {
+                        drain(&caller, streams.clone()).await.map(drop)
+                    } else {
+                        // Cancelled by dropping it after its first message.
+                        open_idle(caller.clone(), idle.clone()).await.map(drop)
+                    };
+                    match outcome {
+                        Ok(()) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed)
+            }));
+        }
+        let (mut ok, mut failed) = (0u64, 0u64);
+        for worker in workers {
+            let (o, f) = worker.await.map_err(|e| e.to_string())?;
+            ok += o;
+            failed += f;
+        }
+        let end = footprint(pid)?;
+        drop(caller);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = footprint(pid)?;
+        let mib = |f: &Footprint| f.rss_kib as f64 / 1024.0;
+        let _ = writeln!(
+            out,
+            "| {} | {ok} | {failed} | {:.1} → {:.1} → {:.1} | {} → {} → {} | {} → {} → {} |",
+            contender.name,
+            mib(&start),
+            mib(&end),
+            mib(&after),
+            start.open_files,
+            end.open_files,
+            after.open_files,
+            start.threads,
+            end.threads,
+            after.threads,
+        );
     }
     out.push('\n');
     Ok(out)
