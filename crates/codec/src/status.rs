@@ -163,6 +163,25 @@ impl Code {
     }
 }
 
+/// Whether `error`'s source chain holds an HTTP/2 error that says the peer never processed
+/// the stream: `REFUSED_STREAM`, or a graceful `GOAWAY` (`NO_ERROR`) from the peer whose last
+/// stream ID is below it (RFC 9113 §8.7). Such a request may be sent again elsewhere.
+#[cfg(feature = "h2")]
+pub fn h2_unprocessed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return match h2.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => true,
+                Some(h2::Reason::NO_ERROR) => h2.is_go_away() && h2.is_remote(),
+                _ => false,
+            };
+        }
+        source = e.source();
+    }
+    false
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

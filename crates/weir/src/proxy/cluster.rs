@@ -559,6 +559,14 @@ impl Endpoint {
             Err(e) => return Err(Failed(e.into())),
         }
         *request.version_mut() = http::Version::HTTP_2;
+        // A request the upstream refused unprocessed (its GOAWAY at a restart, or
+        // REFUSED_STREAM) is sent again when its whole body went by and was small: the
+        // request head is kept, the body recorded as it is sent.
+        let head = RequestHead::of(&request);
+        let replay = Replay::default();
+        let request = request.map(|body| BoxBody::new(ReplayBody::new(body, replay.clone())));
+        let mut request = request;
+        let mut replays = 0;
         // A connection that closes (say the upstream's GOAWAY at a restart) between
         // being picked and taking the request gives it back: once more on a new one.
         let mut retried = false;
@@ -591,7 +599,20 @@ impl Endpoint {
                             error: e.into_error().into(),
                         });
                     }
-                    None => return Err(Failed(e.into_error().into())),
+                    None => {
+                        let error = e.into_error();
+                        if replays < MAX_REPLAYS
+                            && weir_codec::status::h2_unprocessed(&error)
+                            && let Some(body) = replay.whole_body()
+                        {
+                            replays += 1;
+                            tracing::debug!(addr = %self.addr, "the upstream refused a call unprocessed; sending it again");
+                            self.forget_closed();
+                            request = head.with_body(body, &replay);
+                            continue;
+                        }
+                        return Err(Failed(error.into()));
+                    }
                 },
             }
         }
@@ -606,6 +627,130 @@ impl Endpoint {
         if connection.as_ref().is_some_and(SendRequest::is_closed) {
             *connection = None;
         }
+    }
+}
+
+/// How often one call is sent again after an upstream refused it unprocessed.
+const MAX_REPLAYS: usize = 2;
+/// Largest request body kept to send again (unary and server-streaming requests fit).
+const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// What of a request is needed to send it again: everything but its body and extensions.
+struct RequestHead {
+    method: http::Method,
+    uri: Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+}
+
+impl RequestHead {
+    fn of<B>(request: &Request<B>) -> Self {
+        RequestHead {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+        }
+    }
+
+    fn with_body(&self, body: bytes::Bytes, replay: &Replay) -> Request<BoxBody> {
+        let mut request = Request::new(BoxBody::new(ReplayBody::new(
+            BoxBody::full(body),
+            replay.clone(),
+        )));
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+}
+
+/// The request body as it went out: kept while it is small, to be sent again.
+#[derive(Clone, Default)]
+struct Replay(Arc<Mutex<ReplayState>>);
+
+#[derive(Default)]
+struct ReplayState {
+    sent: bytes::BytesMut,
+    /// The body ended, and all of it is in `sent`.
+    complete: bool,
+    /// The body outgrew [`REPLAY_LIMIT`] or failed: it cannot be sent again.
+    spoiled: bool,
+}
+
+impl Replay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The whole body, if it went by and was kept; the record starts anew for the next try.
+    fn whole_body(&self) -> Option<bytes::Bytes> {
+        let mut state = self.lock();
+        if !state.complete || state.spoiled {
+            return None;
+        }
+        let body = state.sent.split().freeze();
+        *state = ReplayState::default();
+        Some(body)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that records what it yields into a [`Replay`].
+    struct ReplayBody {
+        #[pin]
+        inner: BoxBody,
+        replay: Replay,
+    }
+}
+
+impl ReplayBody {
+    fn new(inner: BoxBody, replay: Replay) -> Self {
+        ReplayBody { inner, replay }
+    }
+}
+
+impl http_body::Body for ReplayBody {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = std::task::ready!(this.inner.poll_frame(cx));
+        let mut state = this.replay.lock();
+        match &polled {
+            Some(Ok(frame)) => match frame.data_ref() {
+                Some(data) if state.sent.len() + data.len() <= REPLAY_LIMIT => {
+                    state.sent.extend_from_slice(data);
+                }
+                Some(_) => {
+                    state.spoiled = true;
+                    state.sent = bytes::BytesMut::new();
+                }
+                // Requests carry no trailers in gRPC: one cannot be replayed faithfully.
+                None => state.spoiled = true,
+            },
+            Some(Err(_)) => state.spoiled = true,
+            None => state.complete = true,
+        }
+        std::task::Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let ended = self.inner.is_end_stream();
+        if ended {
+            // hyper reads no further: what was recorded is the whole body.
+            self.replay.lock().complete = true;
+        }
+        ended
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -746,6 +891,39 @@ mod tests {
             1,
             "all on one connection"
         );
+    }
+
+    /// An upstream that shuts each connection down gracefully (GOAWAY) every few calls, under
+    /// load: calls it refused unprocessed are sent again on a new connection, and none fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn goaway_under_load_fails_no_call() {
+        let (port, connections) = h2_upstream(100, Duration::from_millis(5), Some(20)).await;
+        let cluster = Cluster::start(ClusterConfig::new("one").address("127.0.0.1", port));
+        let calls: Vec<_> = (0..16)
+            .map(|_| {
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    let mut failed = Vec::new();
+                    for _ in 0..25 {
+                        if let Err(e) = cluster.call(request()).await {
+                            failed.push(super::super::error_chain(e.as_ref()));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        let mut failed = Vec::new();
+        for call in calls {
+            failed.extend(call.await.unwrap());
+        }
+        assert!(
+            failed.is_empty(),
+            "{} of 400 calls failed: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(3)]
+        );
+        assert!(connections.load(Ordering::SeqCst) > 1);
     }
 
     /// A connection attempt outlives the call that started it: calls whose deadline is
