@@ -380,11 +380,14 @@ impl Config {
     pub(crate) fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
-        config
-            .validate()
-            .map_err(|e| format!("config {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of a file; errors name the offending key. The fuzz target
+    /// `config` (`fuzz/`) calls this with any text.
+    pub(crate) fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
         Ok(config)
     }
 
@@ -559,9 +562,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        config.validate()?;
-        Ok(config)
+        Config::parse(text)
     }
 
     const MINIMAL: &str = r#"
