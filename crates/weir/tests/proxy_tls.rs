@@ -13,13 +13,9 @@ use weir_testservice::pb::Empty;
 use support::gateway::*;
 use support::*;
 
-#[tokio::test]
-async fn upstream_over_tls_by_host_name() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let der = CertificateDer::from(cert.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-    let server_tls = weir::tls::server_config(vec![der.clone()], key).unwrap();
-
+/// An upstream serving the interop TestService over TLS with this certificate; its port.
+async fn tls_upstream(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> u16 {
+    let server_tls = weir::tls::server_config(vec![cert], key).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -32,9 +28,11 @@ async fn upstream_over_tls_by_host_name() {
             )
             .await;
     });
+    port
+}
 
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).unwrap();
+/// The gateway's TLS client settings (ALPN h2) trusting `roots` only.
+fn client_tls(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
     let mut client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -43,6 +41,18 @@ async fn upstream_over_tls_by_host_name() {
     .with_root_certificates(roots)
     .with_no_client_auth();
     client_tls.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(client_tls)
+}
+
+#[tokio::test]
+async fn upstream_over_tls_by_host_name() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let port = tls_upstream(der.clone(), key).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let client_tls = client_tls(roots);
 
     // "localhost" may resolve to ::1 as well as 127.0.0.1; the upstream listens on the
     // latter only, and the balancer must still find a working address.
@@ -50,7 +60,7 @@ async fn upstream_over_tls_by_host_name() {
         .cluster(
             ClusterConfig::new("tls")
                 .address("localhost", port)
-                .tls(Arc::new(client_tls)),
+                .tls(client_tls),
         )
         .route("*", "tls");
     let gateway = Gateway::start(proxy).await;
@@ -97,36 +107,16 @@ async fn an_upstream_with_a_bad_certificate_is_unavailable_with_the_reason() {
     for (what, cert, trusted, reason) in cases {
         let der = CertificateDer::from(cert.der().to_vec());
         let server_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let server_tls = weir::tls::server_config(vec![der.clone()], server_key).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            weir::server::Server::new()
-                .serve_tls(
-                    listener,
-                    server_tls,
-                    weir_testservice::service(),
-                    std::future::pending(),
-                )
-                .await;
-        });
+        let port = tls_upstream(der.clone(), server_key).await;
         let mut roots = rustls::RootCertStore::empty();
         if trusted {
             roots.add(der).unwrap();
         }
-        let mut client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        client_tls.alpn_protocols = vec![b"h2".to_vec()];
         let proxy = Proxy::builder()
             .cluster(
                 ClusterConfig::new("tls")
                     .address("127.0.0.1", port)
-                    .tls(Arc::new(client_tls)),
+                    .tls(client_tls(roots)),
             )
             .route("*", "tls");
         let gateway = Gateway::start(proxy).await;
